@@ -1,0 +1,240 @@
+"""The `tfgen` command line. The only layer that writes files or prints.
+
+Every command is a class with ``add_arguments`` and ``run``. A ``TfgenError`` becomes one line on
+stderr, ``error: WHAT (try: FIX)``, and exit status 2 (1 for "does not fit");
+tracebacks appear only with --verbose.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from codegen import __version__
+from codegen.errors import TfgenError
+
+
+def _json_default(v):
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(type(v).__name__)
+
+
+def _clean_floats(v):
+    """JSON has no inf/nan: write them as strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+    if isinstance(v, dict):
+        return {k: _clean_floats(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean_floats(x) for x in v]
+    return v
+
+
+def emit_json(data: dict) -> None:
+    print(json.dumps(_clean_floats(data), indent=2, default=_json_default))
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Refuse to overwrite a user's file without --force, before any work is done."""
+    if path.is_dir():
+        raise TfgenError(f"{path}: is a directory, expected an output file path", "name a file")
+    if path.exists() and not force:
+        raise TfgenError(f"{path}: already exists", "pass --force to overwrite it, or choose another -o")
+    if not path.parent.is_dir():
+        raise TfgenError(f"{path.parent}: no such directory for the output", "create it first")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class Command:
+    name = ""
+    help = ""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+class Quantize(Command):
+    name = "quantize"
+    help = "Keras (.keras/.h5) or SavedModel -> checked full-INT8 .tflite, with a quality report"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="Keras .keras/.h5 file or SavedModel directory")
+        p.add_argument("--calib", type=Path, required=True, metavar="DATA",
+                       help="representative data: .npy, .npz (one array per input), .csv or an image folder")
+        p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.tflite")
+        p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+        p.add_argument("--calib-samples", type=int, default=500, metavar="N",
+                       help="use at most N calibration samples (default 500)")
+        p.add_argument("--eval", type=Path, metavar="X", help="evaluation data (default: 20%% of DATA held out)")
+        p.add_argument("--labels", type=Path, metavar="Y.npy", help="class labels of the evaluation data")
+        p.add_argument("--image-range", default="0,1", metavar="LO,HI",
+                       help="pixel range images are scaled to (default 0,1)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        p.add_argument("--force", action="store_true", help="overwrite OUT.tflite if it exists")
+
+    def run(self, args):
+        from codegen import quantize
+        from codegen.textreport import quantize_text
+        check_output(args.output, args.force)
+        if args.labels and not args.eval:
+            raise TfgenError("--labels needs --eval: labels describe the evaluation data",
+                             "pass --eval X.npy --labels y.npy")
+        if args.calib_samples < 1:
+            raise TfgenError(f"--calib-samples {args.calib_samples}: must be at least 1", "pass e.g. 500")
+        opts = quantize.Options(per_channel=not args.per_tensor, calib_samples=args.calib_samples,
+                                image_range=_range(args.image_range),
+                                show_progress=not args.json or sys.stderr.isatty())
+        result = quantize.quantize(args.model, args.calib, opts, args.eval, args.labels)
+        write_atomic(args.output, result.model)
+        report = {**result.report, "output": str(args.output)}
+        if args.json:
+            emit_json(report)
+        else:
+            print(quantize_text(report))
+        return 0
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise TfgenError(f"--image-range {text!r}: expected two numbers LO,HI", "e.g. --image-range -1,1")
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise TfgenError(f"--image-range {text!r}: need finite LO < HI", "e.g. --image-range 0,1")
+    return lo, hi
+
+
+def _load_ir(path: Path):
+    from codegen.inspection import load_model_bytes, parse_model
+    model = load_model_bytes(path)
+    return model, parse_model(model, path.name)
+
+
+class Inspect(Command):
+    name = "inspect"
+    help = "ops, tensors, quantization, sizes, MACs and measured arena of a .tflite model"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help=".tflite model")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.add_argument("--no-arena", action="store_true", help="skip measuring the tensor arena")
+        p.add_argument("--allow-float", action="store_true",
+                       help="report on float/hybrid models instead of refusing them")
+
+    def run(self, args):
+        from codegen import inspection, oracle
+        from codegen.textreport import inspect_text
+        model, ir = _load_ir(args.model)
+        if not args.allow_float:
+            inspection.require_tflm_int8(ir)
+        summary = inspection.summary(ir)
+        if not args.no_arena and not ir.unsupported_ops:
+            summary["arena"] = oracle.measure_arena(ir, model).to_dict()
+        summary["oracle"] = f"tflite_micro {oracle.tflm_version()}"
+        if args.json:
+            emit_json(summary)
+        else:
+            print(inspect_text(summary))
+        return 0
+
+
+class Reference(Command):
+    name = "reference"
+    help = "run a model in TFLM's interpreter (the oracle) and write test vectors for the firmware"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="full-INT8 .tflite model")
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--vectors", type=int, default=None, metavar="N",
+                         help="N random input vectors (default 100)")
+        src.add_argument("--inputs", type=Path, metavar="X.npy",
+                         help="inputs: raw int8, or floats to quantize (.npz for several inputs)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+        p.add_argument("-o", "--output", type=Path, required=True, metavar="VECTORS",
+                       help="vector file to write (format: see README)")
+        p.add_argument("--no-crosscheck", action="store_true", help="skip the TFLite reference-kernel cross-check")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+        p.add_argument("--force", action="store_true", help="overwrite VECTORS if it exists")
+
+    def run(self, args):
+        from codegen import inspection, oracle, reference, vectors
+        from codegen.textreport import reference_text
+        check_output(args.output, args.force)
+        model, ir = _load_ir(args.model)
+        inspection.require_tflm_int8(ir)
+        if args.inputs:
+            inputs = reference.inputs_from_file(ir, args.inputs)
+        else:
+            inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
+        ref = reference.run_reference(ir, model, inputs, crosscheck=not args.no_crosscheck)
+        write_atomic(args.output, vectors.encode(ref.vectors))
+        report = {"output": str(args.output), "model": str(args.model), "vectors": ref.vectors.count,
+                  "input_bytes": sum(a.nbytes for a in ref.vectors.input_data),
+                  "output_bytes": sum(a.nbytes for a in ref.vectors.output_data),
+                  "oracle": oracle.tflm_version(), "arena": ref.arena.to_dict(),
+                  "crosscheck": ref.crosscheck.to_dict() if ref.crosscheck else None}
+        if args.json:
+            emit_json(report)
+        else:
+            print(reference_text(report))
+        return 0
+
+
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfgen", description=__doc__.splitlines()[0].rstrip("."))
+    parser.add_argument("--version", action="version", version=f"tfgen {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log commands; tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cls in COMMANDS:
+        cmd = cls()
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(handler=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="tfgen: %(message)s")
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore")
+    try:
+        return args.handler.run(args)
+    except TfgenError as exc:
+        if args.verbose:
+            logging.exception("failed")
+        print(f"error: {exc.message}" + (f" (try: {exc.hint})" if exc.hint else ""), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,271 @@
+"""Quantize: a Keras model (.keras, .h5) or a SavedModel -> a checked full-INT8 .tflite.
+
+Batch is fixed to 1; weights are int8 per channel (or per tensor), activations, inputs and outputs
+int8. The converted model is inspected before it is returned: float islands, unfrozen variables or ops
+TFLM lacks are errors, never a silently worse model. The quality report compares the float model with
+the INT8 model as TFLM runs it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from codegen import dataset, numerics, oracle, proc
+from codegen.dataset import InputSpec
+from codegen.errors import TfgenError
+from codegen.inspection import firmware_problems, parse_model
+from codegen.ir import ModelIR
+from codegen.progress import Progress
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+MAX_EVAL_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class Options:
+    per_channel: bool = True
+    calib_samples: int = 500
+    holdout: float = 0.2
+    image_range: tuple[float, float] = (0.0, 1.0)
+    show_progress: bool = True
+
+
+@dataclass(frozen=True)
+class OutputQuality:
+    name: str
+    sqnr_db: float
+    cosine: float
+    max_abs_error: float
+    float_accuracy: float | None = None
+    int8_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    model: bytes
+    ir: ModelIR
+    report: dict = field(default_factory=dict)
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+class _Source:
+    """A float model that can hand out fresh TFLite converters with batch fixed to 1."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.inputs: list[InputSpec] = []
+
+    def converter(self):
+        raise NotImplementedError
+
+
+class _KerasSource(_Source):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        tf = _tf()
+        import keras
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:            # Keras raises many types for unreadable files
+            raise TfgenError(f"{path}: Keras cannot load this model ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                             "check that it is a Keras .keras/.h5 file saved by model.save()")
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+        specs = [tf.TensorSpec([1, *inp.shape[1:]], inp.dtype, name=_clean(inp.name)) for inp in model.inputs]
+        for s in specs:
+            if None in s.shape.as_list():
+                raise TfgenError(f"{path}: input {s.name!r} has an undefined dimension {s.shape}",
+                                 "give the model's Input layer a fixed shape")
+        self.inputs = [InputSpec(s.name, tuple(s.shape.as_list()[1:]), s.dtype.name) for s in specs]
+        single = len(specs) == 1
+        fn = tf.function(lambda *args: model(args[0] if single else list(args), training=False))
+        # Freezing turns variables into constants: without it, a Keras 3 model converts with
+        # VAR_HANDLE/READ_VARIABLE ops that neither calibration nor TFLM can run.
+        self._frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*specs))
+
+    def converter(self):
+        return _tf().lite.TFLiteConverter.from_concrete_functions([self._frozen])
+
+
+class _SavedModelSource(_Source):
+    def __init__(self, path: Path, signature: str = "serving_default"):
+        super().__init__(path)
+        tf = _tf()
+        from tensorflow.core.protobuf import saved_model_pb2
+        sm = saved_model_pb2.SavedModel()
+        try:
+            sm.ParseFromString((path / "saved_model.pb").read_bytes())
+        except Exception as exc:
+            raise TfgenError(f"{path}: saved_model.pb is unreadable ({exc})", "export the SavedModel again")
+        sigs = {k: v for mg in sm.meta_graphs for k, v in mg.signature_def.items()}
+        if signature not in sigs:
+            raise TfgenError(f"{path}: no signature {signature!r} (it has {', '.join(sigs) or 'none'})",
+                             "export the model with a serving_default signature")
+        sig = sigs[signature]
+        self.signature = signature
+        self._shapes = {}
+        for key in sorted(sig.inputs):
+            t = sig.inputs[key]
+            dims = [d.size for d in t.tensor_shape.dim]
+            if not dims or any(d < 0 for d in dims[1:]):
+                raise TfgenError(f"{path}: input {key!r} has shape {dims}, not fixed beyond the batch",
+                                 "export the model with fixed input shapes")
+            self._shapes[t.name.split(":")[0]] = [1, *dims[1:]]
+            self.inputs.append(InputSpec(key, tuple(dims[1:]), tf.dtypes.as_dtype(t.dtype).name))
+
+    def converter(self):
+        # The TF1 loader reads the graph and its checkpoint without restoring Python objects, so
+        # SavedModels written by Keras 2 with optimizer slots load too, and it fixes the batch to 1.
+        return _tf().compat.v1.lite.TFLiteConverter.from_saved_model(
+            str(self.path), input_shapes=self._shapes, signature_key=self.signature)
+
+
+def _clean(name: str) -> str:
+    return name.split(":")[0].replace("/", "_") or "input"
+
+
+def open_source(path: Path) -> _Source:
+    path = Path(path)
+    if not path.exists():
+        raise TfgenError(f"{path}: no such file or directory",
+                         "pass a Keras .keras/.h5 file or a SavedModel directory")
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise TfgenError(f"{path}: a directory without saved_model.pb",
+                             "pass a SavedModel directory or a Keras .keras/.h5 file")
+        return _SavedModelSource(path)
+    if path.suffix == ".tflite":
+        raise TfgenError(f"{path}: already a .tflite model; quantize takes the float Keras/SavedModel",
+                         "check it with `tfgen inspect`, or quantize its Keras/SavedModel source")
+    if path.suffix.lower() not in KERAS_SUFFIXES:
+        raise TfgenError(f"{path}: unknown model format {path.suffix or '(no suffix)'}",
+                         "pass a Keras .keras/.h5 file or a SavedModel directory")
+    return _KerasSource(path)
+
+
+def _convert(src: _Source, calib: list[np.ndarray] | None, opts: Options) -> bytes:
+    tf = _tf()
+    conv = src.converter()
+    if calib is not None:
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+        if not opts.per_channel:
+            conv._experimental_disable_per_channel = True
+        n = calib[0].shape[0]
+        bar = Progress("calibrating", n) if opts.show_progress else None
+
+        def representative():
+            for i in range(n):
+                yield [a[i:i + 1] for a in calib]
+                if bar:
+                    bar.step()
+        conv.representative_dataset = representative
+    log: list[str] = []
+    try:
+        with proc.native_stderr(log):
+            model = conv.convert()
+    except Exception as exc:                # the converter raises its own, undocumented types
+        detail = str(exc).strip().splitlines()
+        raise TfgenError(f"{src.path}: the TFLite converter failed: {detail[-1] if detail else type(exc).__name__}",
+                         "the model may use layers TFLite cannot convert; run with --verbose for the log")
+    finally:
+        if calib is not None and bar:
+            bar.close()
+    return model
+
+
+def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
+             eval_path: Path | None = None, labels_path: Path | None = None) -> Result:
+    src = open_source(model_path)
+    data = dataset.load(calib_path, src.inputs, opts.image_range)
+    n = data[0].shape[0]
+    held = 0 if eval_path or n < 5 else max(1, int(round(n * opts.holdout)))
+    calib = [a[: n - held][: opts.calib_samples] for a in data]
+    model = _convert(src, calib, opts)
+    ir = parse_model(model, Path(model_path).stem + ".tflite")
+    problems = firmware_problems(ir)
+    if problems:
+        raise TfgenError(f"{model_path}: the converted model cannot run as full-INT8 TFLM firmware: "
+                         f"{'; '.join(problems)}",
+                         "replace the layers named here with ones TFLite quantizes to int8")
+    if eval_path:
+        evaluation = dataset.load(eval_path, src.inputs, opts.image_range, what="evaluation data")
+        eval_note = str(eval_path)
+    elif held:
+        evaluation = [a[n - held:] for a in data]
+        eval_note = f"{held} held-out rows of {calib_path}"
+    else:
+        evaluation = calib
+        eval_note = f"the {n} calibration rows (too few to hold any out)"
+    evaluation = [a[:MAX_EVAL_ROWS] for a in evaluation]
+    labels = _labels(labels_path, evaluation[0].shape[0]) if labels_path else None
+    quality = _quality(src, model, ir, evaluation, labels, opts)
+    report = {
+        "source": str(model_path), "output_sha256": ir.sha256, "size_bytes": ir.size_bytes,
+        "per_channel": opts.per_channel,
+        "calibration": {"data": str(calib_path), "samples": calib[0].shape[0]},
+        "evaluation": {"data": eval_note, "samples": evaluation[0].shape[0],
+                       "labels": str(labels_path) if labels_path else None},
+        "ops": [u.name for u in ir.ops],
+        "outputs": [q.__dict__ for q in quality],
+    }
+    return Result(model, ir, report)
+
+
+def _labels(path: Path, rows: int) -> np.ndarray:
+    try:
+        y = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise TfgenError(f"{path}: not a readable .npy file ({exc})", "save the labels with numpy.save")
+    if y.ndim == 2:
+        y = y.argmax(axis=1)                # one-hot
+    if y.ndim != 1 or y.shape[0] < rows:
+        raise TfgenError(f"{path}: {y.shape} labels for {rows} evaluation samples",
+                         "give one class index (or one-hot row) per evaluation sample")
+    return y[:rows].astype(np.int64)
+
+
+def _quality(src: _Source, model: bytes, ir: ModelIR, data: list[np.ndarray],
+             labels: np.ndarray | None, opts: Options) -> list[OutputQuality]:
+    float_out = _run_float(_convert(src, None, opts), data)
+    raw_in = [numerics.quantize(a.reshape((a.shape[0],) + t.shape), t.quantization.scales[0],
+                                t.quantization.zero_points[0], t.dtype)
+              for a, t in zip(data, ir.inputs)]
+    arena = oracle.measure_arena(ir, model)
+    int8_raw = oracle.run_tflm(ir, model, raw_in, arena.min_bytes)
+    result = []
+    for k, (f, q, t) in enumerate(zip(float_out, int8_raw, ir.outputs)):
+        deq = numerics.dequantize(q, t.quantization.scales[0], t.quantization.zero_points[0]).reshape(f.shape)
+        acc_f = acc_q = None
+        if labels is not None and k == 0 and f.reshape(f.shape[0], -1).shape[1] > 1:
+            acc_f = float(np.mean(f.reshape(f.shape[0], -1).argmax(1) == labels))
+            acc_q = float(np.mean(deq.reshape(deq.shape[0], -1).argmax(1) == labels))
+        result.append(OutputQuality(t.name, numerics.sqnr_db(f, deq), numerics.cosine(f, deq),
+                                    float(np.max(np.abs(f - deq))), acc_f, acc_q))
+    return result
+
+
+def _run_float(model: bytes, data: list[np.ndarray]) -> list[np.ndarray]:
+    """The float reference: the same graph, converted without quantization, run by TFLite."""
+    interp = _tf().lite.Interpreter(model_content=model)
+    interp.allocate_tensors()
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(data[0].shape[0]):
+        for d, a in zip(ins, data):
+            interp.set_tensor(d["index"], a[i:i + 1].astype(d["dtype"]))
+        interp.invoke()
+        for k, d in enumerate(outs):
+            results[k].append(interp.get_tensor(d["index"]).copy())
+    return [np.concatenate(r) for r in results]

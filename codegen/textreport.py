@@ -1,0 +1,93 @@
+"""Readable text for people; the same data goes out as JSON with --json."""
+from __future__ import annotations
+
+import math
+
+
+def table(headers: list[str], rows: list[list], right: set[int] | None = None) -> str:
+    """A fixed-width table; columns in ``right`` (by index) are right-aligned (numbers)."""
+    right = right if right is not None else set()
+    cells = [[str(h) for h in headers]] + [[_cell(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+    return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return f"{v:.4g}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def shape(dims) -> str:
+    return "x".join(str(d) for d in dims) or "scalar"
+
+
+def inspect_text(s: dict) -> str:
+    out = [f"model      {s['model']}  ({s['size_bytes']:,} bytes, sha256 {s['sha256'][:16]}...)",
+           f"quantized  {s['quantization']}    subgraphs {s['subgraphs']}    tensors {s['tensor_count']}"
+           f"    weights {s['weights_bytes']:,} bytes    MACs {s['macs']:,}", ""]
+    out.append(table(["op", "versions", "count", "MACs", "in TFLM", "resolver method"],
+                     [[o["name"], ",".join(map(str, o["versions"])), o["count"], o["macs"], o["in_tflm"],
+                       o["tflm_method"]] for o in s["ops"]], right={2, 3}))
+    out.append("")
+    io_rows = [[kind, t["name"], t["dtype"], shape(t["shape"]), t["scale"], t["zero_point"]]
+               for kind, key in (("input", "inputs"), ("output", "outputs")) for t in s[key]]
+    out.append(table(["", "tensor", "dtype", "shape", "scale", "zero point"], io_rows))
+    arena = s.get("arena")
+    if arena:
+        out += ["", f"arena      {arena['min_bytes']:,} bytes: smallest with which tflite_micro allocates "
+                    f"and invokes (bisection, {arena['bisection_steps']} steps)",
+                f"           {_cell(arena['print_allocations_total'])} bytes reported by print_allocations()",
+                "           (64-bit host figures; a 32-bit target needs somewhat less)"]
+    out += ["", f"TFLM op set: {s['tflm_op_set']}"]
+    for p in s["problems"]:
+        out.append(f"problem: {p}")
+    return "\n".join(out)
+
+
+def quantize_text(r: dict) -> str:
+    cal, ev = r["calibration"], r["evaluation"]
+    out = [f"wrote      {r['output']}  ({r['size_bytes']:,} bytes, full INT8, "
+           f"{'per-channel' if r['per_channel'] else 'per-tensor'} weights)",
+           f"ops        {', '.join(r['ops'])}",
+           f"calibrated on {cal['samples']} samples of {cal['data']}",
+           f"evaluated on {ev['samples']} samples: {ev['data']}", ""]
+    has_acc = any(o["float_accuracy"] is not None for o in r["outputs"])
+    headers = ["output", "SQNR dB", "cosine", "max abs error"] + (["float acc %", "int8 acc %"] if has_acc else [])
+    rows = []
+    for o in r["outputs"]:
+        row = [o["name"], round(o["sqnr_db"], 2), round(o["cosine"], 5), o["max_abs_error"]]
+        if has_acc:
+            row += [_pct(o["float_accuracy"]), _pct(o["int8_accuracy"])]
+        rows.append(row)
+    out.append(table(headers, rows, right=set(range(1, len(headers)))))
+    return "\n".join(out)
+
+
+def _pct(v):
+    return None if v is None else f"{100 * v:.2f}"
+
+
+def reference_text(r: dict) -> str:
+    out = [f"wrote      {r['output']}: {r['vectors']} vectors, {r['input_bytes']:,} input and "
+           f"{r['output_bytes']:,} expected output bytes",
+           f"oracle     tflite_micro {r['oracle']} (TFLM's interpreter), arena {r['arena']['min_bytes']:,} "
+           "bytes (64-bit host)"]
+    c = r.get("crosscheck")
+    if c:
+        verdict = "identical" if c["mismatches"] == 0 else (
+            f"{c['mismatches']:,} of {c['bytes_compared']:,} bytes differ, at most {c['max_lsb_difference']} LSB")
+        out.append(f"cross-check  {c['against']}: {verdict} (informational: TFLM is the oracle)")
+    return "\n".join(out)

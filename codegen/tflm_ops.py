@@ -1,0 +1,101 @@
+"""TFLM's op set: which builtin ops TFLite Micro can run, and the resolver method that adds each.
+
+The table is derived from TFLM's own source, ``MicroMutableOpResolver``'s ``Add*`` methods in
+``tensorflow/lite/micro/micro_mutable_op_resolver.h``, and committed as ``data/tflm_ops.json`` so that
+tfgen knows the op set without a TFLM tree. Regenerate it from a tree with::
+
+    python -m codegen.tflm_ops --tflm-dir PATH/TO/esp-tflite-micro > codegen/data/tflm_ops.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from codegen.errors import TfgenError
+
+RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
+DATA_FILE = Path(__file__).parent / "data" / "tflm_ops.json"
+
+_METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
+_BUILTIN = re.compile(r"AddBuiltin\(\s*BuiltinOperator_(\w+)")
+_CUSTOM = re.compile(r"AddCustom\(\s*\"([^\"]+)\"")
+
+
+@dataclass(frozen=True)
+class OpSet:
+    source: str                   # where the table was derived from
+    builtins: dict[str, str]      # BuiltinOperator name -> MicroMutableOpResolver method
+    customs: dict[str, str]       # custom op name -> MicroMutableOpResolver method
+
+    def method_for(self, op_name: str) -> str | None:
+        return self.builtins.get(op_name) or self.customs.get(op_name)
+
+
+def parse_resolver_header(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Map each builtin (and custom) op to the ``Add*`` method that registers it."""
+    builtins: dict[str, str] = {}
+    customs: dict[str, str] = {}
+    starts = [(m.start(), m.group(1)) for m in _METHOD.finditer(text)]
+    for i, (start, method) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
+        body = text[start:end]
+        if method in ("AddBuiltin", "AddCustom"):
+            continue                           # the generic registration helpers themselves
+        ops = _BUILTIN.findall(body)
+        if ops:
+            builtins.setdefault(ops[0], method)
+            continue
+        names = _CUSTOM.findall(body)
+        if names:
+            customs.setdefault(names[0], method)
+    return dict(sorted(builtins.items())), dict(sorted(customs.items()))
+
+
+def derive_from_tree(tflm_dir: Path) -> dict:
+    header = Path(tflm_dir) / RESOLVER_HEADER
+    if not header.is_file():
+        raise TfgenError(f"{tflm_dir}: no {RESOLVER_HEADER} there",
+                         "point --tflm-dir at the root of a TFLM tree such as esp-tflite-micro")
+    builtins, customs = parse_resolver_header(header.read_text(encoding="utf-8"))
+    if not builtins:
+        raise TfgenError(f"{header}: found no AddBuiltin(BuiltinOperator_...) methods",
+                         "is this TFLM's micro_mutable_op_resolver.h?")
+    return {"source": _describe_tree(Path(tflm_dir)), "builtins": builtins, "customs": customs}
+
+
+def _describe_tree(tflm_dir: Path) -> str:
+    manifest = tflm_dir / "idf_component.yml"
+    if manifest.is_file():
+        m = re.search(r'^version:\s*"?([^"\s]+)"?', manifest.read_text(encoding="utf-8"), re.M)
+        if m:
+            return f"esp-tflite-micro {m.group(1)}: {RESOLVER_HEADER}"
+    return f"TFLM tree: {RESOLVER_HEADER}"
+
+
+@lru_cache(maxsize=None)
+def load_op_set() -> OpSet:
+    data = json.loads(DATA_FILE.read_text(encoding="utf-8"))
+    return OpSet(source=data["source"], builtins=data["builtins"], customs=data["customs"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tflm-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    try:
+        table = derive_from_tree(args.tflm_dir)
+    except TfgenError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    json.dump(table, sys.stdout, indent=1, sort_keys=False)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

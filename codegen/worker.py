@@ -1,0 +1,185 @@
+"""Runs interpreters on untrusted models, inside a child process (see ``codegen.oracle``).
+
+A malformed model can crash TFLM's C++ code (segfault) or make it loop; doing that here turns the crash
+into an error message in the parent. Invoked as ``python -m codegen.worker TASK REQUEST.json``; the
+request names the model and array files, the result is written next to them as ``result.json`` (and
+``outputs.npz``). Exit status 3 means a reported failure (see ``result.json``'s ``error``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from codegen.proc import native_stderr
+
+ARENA_ALIGN = 16
+MAX_ARENA = 1 << 30
+
+
+class WorkerError(Exception):
+    pass
+
+
+def _tflm(model: bytes, arena: int):
+    from tflite_micro import runtime
+    return runtime.Interpreter.from_bytes(model, arena_size=arena)
+
+
+def _zeros_inputs(interp, n_inputs: int):
+    for i in range(n_inputs):
+        d = interp.get_input_details(i)
+        interp.set_input(np.zeros(d["shape"], d["dtype"]), i)
+
+
+def _works(model: bytes, arena: int, n_inputs: int) -> bool:
+    try:
+        interp = _tflm(model, arena)
+        _zeros_inputs(interp, n_inputs)
+        interp.invoke()
+        return True
+    except RuntimeError:
+        return False
+
+
+def _capture_fd2(fn) -> str:
+    """Run fn() with the C-level stderr captured; return what it printed."""
+    sink: list[str] = []
+    with native_stderr(sink):
+        fn()
+    return "".join(sink)
+
+
+def task_arena(req: dict, out_dir: Path) -> dict:
+    """Smallest arena (bytes) with which TFLM allocates and invokes, by doubling then bisection.
+
+    Some allocation failures crash TFLM instead of returning an error (a failed temp-tensor allocation
+    in Prepare dereferences null). Before each try the size is written to ``state.json``; the parent
+    counts a crash at that size as a failure and starts a new worker from the saved bounds.
+    """
+    model = Path(req["model"]).read_bytes()
+    n_inputs = req["n_inputs"]
+    lo, hi, tries = req.get("lo", 0), req.get("hi"), req.get("tries", 0)   # lo fails, hi works
+    state = out_dir / "state.json"
+
+    def works(size: int) -> bool:
+        state.write_text(json.dumps({"lo": lo, "hi": hi, "trying": size, "tries": tries}))
+        return _works(model, size, n_inputs)
+
+    while hi is None:
+        size = max(4096, lo * 2)
+        if size > MAX_ARENA:
+            log = _capture_fd2(lambda: _works(model, MAX_ARENA, n_inputs))
+            raise WorkerError(f"TFLM cannot allocate or invoke the model even with a "
+                              f"{MAX_ARENA >> 20} MiB arena: {_first_error(log)}")
+        tries += 1
+        if works(size):
+            hi = size
+        else:
+            lo = size
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        tries += 1
+        if works(mid):
+            hi = mid
+        else:
+            lo = mid
+    state.write_text(json.dumps({"lo": lo, "hi": hi, "trying": None, "tries": tries}))
+
+    def report():
+        interp = _tflm(model, hi)
+        _zeros_inputs(interp, n_inputs)
+        interp.invoke()
+        interp.print_allocations()
+    printed = _capture_fd2(report)
+    allocations = {k: int(v) for k, v in re.findall(
+        r"Arena allocation (total|head|tail) (\d+) bytes", printed)}
+    return {"min_arena": hi, "tries": tries, "print_allocations": allocations,
+            "print_allocations_text": printed.strip()}
+
+
+def _first_error(log: str) -> str:
+    lines = [l.strip() for l in log.splitlines() if l.strip()]
+    return lines[0] if lines else "no message from TFLM"
+
+
+def _load_inputs(req: dict) -> list[np.ndarray]:
+    with np.load(req["inputs"]) as data:
+        return [data[f"in{i}"] for i in range(len(data.files))]
+
+
+def task_tflm(req: dict, out_dir: Path) -> dict:
+    """Run every vector through TFLM, resetting state before each (stateful ops such as LSTM)."""
+    model = Path(req["model"]).read_bytes()
+    inputs = _load_inputs(req)
+    holder = {}
+
+    def make():
+        holder["interp"] = _tflm(model, req["arena"])
+    try:
+        log = _capture_fd2(make)
+    except RuntimeError as exc:
+        raise WorkerError(f"TFLM could not prepare the model: {exc}")
+    del log
+    interp = holder["interp"]
+    n = inputs[0].shape[0]
+    outs: list[list[np.ndarray]] = [[] for _ in range(req["n_outputs"])]
+    for v in range(n):
+        interp.reset()
+        for i, arr in enumerate(inputs):
+            interp.set_input(arr[v], i)
+        try:
+            interp.invoke()
+        except RuntimeError as exc:
+            raise WorkerError(f"TFLM failed to invoke the model on vector {v}: {exc}")
+        for o in range(req["n_outputs"]):
+            outs[o].append(np.array(interp.get_output(o), copy=True))
+    np.savez(out_dir / "outputs.npz", **{f"out{o}": np.stack(a) for o, a in enumerate(outs)})
+    return {"vectors": n}
+
+
+def task_tflite(req: dict, out_dir: Path) -> dict:
+    """The same vectors through TFLite's reference kernels (not the oracle: a cross-check)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    model = Path(req["model"]).read_bytes()
+    inputs = _load_inputs(req)
+    interp = tf.lite.Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    ins, outs_d = interp.get_input_details(), interp.get_output_details()
+    outs: list[list[np.ndarray]] = [[] for _ in outs_d]
+    for v in range(inputs[0].shape[0]):
+        interp.reset_all_variables()
+        for d, arr in zip(ins, inputs):
+            interp.set_tensor(d["index"], arr[v])
+        interp.invoke()
+        for o, d in enumerate(outs_d):
+            outs[o].append(np.array(interp.get_tensor(d["index"]), copy=True))
+    np.savez(out_dir / "outputs.npz", **{f"out{o}": np.stack(a) for o, a in enumerate(outs)})
+    return {"vectors": inputs[0].shape[0], "tensorflow": tf.__version__}
+
+
+TASKS = {"arena": task_arena, "tflm": task_tflm, "tflite": task_tflite}
+
+
+def main(argv: list[str]) -> int:
+    task, request = argv[0], Path(argv[1])
+    req = json.loads(request.read_text())
+    out_dir = request.parent
+    try:
+        result = TASKS[task](req, out_dir)
+        status = 0
+    except WorkerError as exc:
+        result, status = {"error": str(exc)}, 3
+    (out_dir / "result.json").write_text(json.dumps(result))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
