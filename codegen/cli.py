@@ -201,7 +201,25 @@ class Reference(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference)
+class Boards(Command):
+    name = "boards"
+    help = "list the boards tfgen knows: flash, RAM, core, kernels, arena placement"
+
+    def add_arguments(self, p):
+        p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        from codegen import boards
+        known = boards.load_boards(args.boards_dir)
+        if args.json:
+            emit_json({"boards": [boards.board_to_dict(b) for b in known.values()]})
+        else:
+            print(boards.format_board_table(known))
+        return 0
+
+
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Boards)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="tfgen: %(message)s")
+    # Our own log at DEBUG with --verbose; TensorFlow's Python loggers only for real errors.
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="tfgen: %(message)s")
+    logging.getLogger("tfgen").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore")
