@@ -8,6 +8,7 @@ the INT8 model as TFLM runs it.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,13 @@ class Result:
 
 
 def _tf():
+    """TensorFlow, imported without the C++ start-up chatter it prints on stderr."""
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    chatter: list[str] = []
+    with proc.native_stderr(chatter):
+        import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
     return tf
 
@@ -258,7 +264,10 @@ def _quality(src: _Source, model: bytes, ir: ModelIR, data: list[np.ndarray],
 
 def _run_float(model: bytes, data: list[np.ndarray]) -> list[np.ndarray]:
     """The float reference: the same graph, converted without quantization, run by TFLite."""
-    interp = _tf().lite.Interpreter(model_content=model)
+    tf = _tf()
+    interp = tf.lite.Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interp.allocate_tensors()
     ins, outs = interp.get_input_details(), interp.get_output_details()
     results: list[list[np.ndarray]] = [[] for _ in outs]

@@ -71,7 +71,7 @@ def _pick(npz, name: str, i: int, path: Path) -> np.ndarray:
         if key in npz.files:
             return npz[key]
     raise TfgenError(f"{path}: no array for model input {i} ({name!r}); it has {', '.join(npz.files)}",
-                     f"name the arrays after the inputs or in0, in1, ...")
+                     "name the arrays after the inputs or in0, in1, ...")
 
 
 def _as_raw(a: np.ndarray, tensor, path: Path) -> np.ndarray:
