@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up tfgen on a fresh machine: Debian packages (when root), a virtual env in .venv, tfgen and
+# its test dependencies. Safe to run again; it only adds what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(python3 python3-venv python3-pip)
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    for p in "${debian_packages[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        echo "setup: installing Debian packages: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+fi
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "setup: tfgen needs Python 3.11 or newer; $python is $("$python" --version 2>&1)." >&2
+    echo "setup: set PYTHON=/path/to/python3.11 and run again." >&2
+    exit 2
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[test]"
+echo "setup: ready: $(.venv/bin/tfgen --version) in $(pwd)/.venv"

@@ -1,0 +1,105 @@
+"""`tfgen quantize` on real models and a CNN trained here: full INT8, checked, reported."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from codegen.inspection import firmware_problems, parse_model, quantization_kind
+from conftest import model, run_tfgen
+
+pytestmark = pytest.mark.slow
+
+
+def quantize(src, calib, out, *extra):
+    r = run_tfgen("quantize", src, "--calib", calib, "-o", out, "--json", *extra)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def assert_full_int8(path):
+    ir = parse_model(path.read_bytes(), path.name)
+    assert quantization_kind(ir) == "int8"
+    assert firmware_problems(ir) == []
+    assert all(t.shape[0] == 1 for t in ir.inputs + ir.outputs)        # batch fixed to 1
+    consts = [t for t in ir.tensors if t.is_constant]
+    assert {t.dtype for t in consts} <= {"int8", "int32"}
+    return ir
+
+
+def test_digits_cnn_int8_accuracy_within_one_point_of_float(digits, tmp_path):
+    out = tmp_path / "digits.tflite"
+    report = quantize(digits / "model.keras", digits / "calib.npy", out,
+                      "--eval", digits / "x_test.npy", "--labels", digits / "y_test.npy")
+    ir = assert_full_int8(out)
+    assert [u.name for u in ir.ops][:1] == ["CONV_2D"]
+    o = report["outputs"][0]
+    print(f"digits: float {o['float_accuracy']:.4f}, int8 {o['int8_accuracy']:.4f}, SQNR {o['sqnr_db']:.1f} dB")
+    assert o["float_accuracy"] > 0.9
+    assert abs(o["float_accuracy"] - o["int8_accuracy"]) <= 0.01
+    assert o["sqnr_db"] > 15 and o["cosine"] > 0.99
+    assert report["evaluation"]["samples"] == len(np.load(digits / "y_test.npy"))
+    # deterministic: the same inputs give the same bytes
+    again = tmp_path / "again.tflite"
+    quantize(digits / "model.keras", digits / "calib.npy", again)
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_digits_text_report_shows_accuracy(digits, tmp_path):
+    r = run_tfgen("quantize", digits / "model.keras", "--calib", digits / "calib.npy",
+                  "-o", tmp_path / "d.tflite", "--eval", digits / "x_test.npy",
+                  "--labels", digits / "y_test.npy", "--per-tensor")
+    assert r.returncode == 0, r.stderr
+    assert "int8 acc %" in r.stdout and "SQNR dB" in r.stdout and "per-tensor" in r.stdout
+    assert "calibrating" in r.stderr                          # the progress bar
+    ir = parse_model((tmp_path / "d.tflite").read_bytes(), "d")
+    conv_weights = [ir.tensors[op.inputs[1]] for op in ir.operators if op.name == "CONV_2D"]
+    assert conv_weights and all(len(t.quantization.scales) == 1 for t in conv_weights)
+
+
+def test_per_channel_is_the_default(digits, tmp_path):
+    out = tmp_path / "d.tflite"
+    quantize(digits / "model.keras", digits / "calib.npy", out)
+    ir = parse_model(out.read_bytes(), "d")
+    conv = next(op for op in ir.operators if op.name == "CONV_2D")
+    w = ir.tensors[conv.inputs[1]]
+    assert len(w.quantization.scales) == w.shape[0] > 1
+
+
+def test_ad01_h5_keras_hdf5(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.normal(size=(50, 640)).astype(np.float32))
+    out = tmp_path / "ad01.tflite"
+    report = quantize(model("ad01_h5"), tmp_path / "calib.npy", out)
+    ir = assert_full_int8(out)
+    assert [u.name for u in ir.ops] == ["FULLY_CONNECTED"]
+    assert ir.inputs[0].shape == (1, 640)
+    assert report["evaluation"]["samples"] == 10 and report["outputs"][0]["sqnr_db"] > 10
+
+
+def test_kws_saved_model_from_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(30, 490))
+    (tmp_path / "calib.csv").write_text(
+        ",".join(f"f{i}" for i in range(490)) + "\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in rows))
+    out = tmp_path / "kws.tflite"
+    report = quantize(model("kws_saved_model"), tmp_path / "calib.csv", out)
+    ir = assert_full_int8(out)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"} <= {
+        u.name for u in ir.ops}
+    assert ir.inputs[0].shape == (1, 49, 10, 1) and ir.outputs[0].shape == (1, 12)
+    assert report["calibration"]["samples"] == 24
+
+
+def test_image_folder_calibration(digits, tmp_path):
+    from PIL import Image
+    x = np.load(digits / "calib.npy")[:12]
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, img in enumerate(x):
+        Image.fromarray((img[:, :, 0] * 255).astype(np.uint8)).resize((32, 32)).save(folder / f"{i:02}.png")
+    out = tmp_path / "d.tflite"
+    report = quantize(digits / "model.keras", folder, out)
+    assert_full_int8(out)
+    assert report["calibration"]["samples"] + report["evaluation"]["samples"] == 12
