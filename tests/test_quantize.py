@@ -103,3 +103,27 @@ def test_image_folder_calibration(digits, tmp_path):
     report = quantize(digits / "model.keras", folder, out)
     assert_full_int8(out)
     assert report["calibration"]["samples"] + report["evaluation"]["samples"] == 12
+
+
+@pytest.mark.parametrize("variant", ["dynamic_range", "float16", "float"])
+def test_inspect_refuses_non_int8_conversions_with_the_way_out(digits, tmp_path, variant):
+    """What users get from the converter's other modes: refused, with the command that fixes it."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+    net = keras.models.load_model(digits / "model.keras")
+    conv = tf.lite.TFLiteConverter.from_keras_model(net)
+    if variant != "float":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    path = tmp_path / f"{variant}.tflite"
+    path.write_bytes(conv.convert())
+    r = run_tfgen("inspect", path)
+    assert r.returncode == 2
+    line, = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path.name}: it is not full INT8 but ")
+    assert "tfgen quantize" in line
+    kind = json.loads(run_tfgen("inspect", "--json", "--no-arena", "--allow-float", path).stdout)["quantization"]
+    assert kind == {"dynamic_range": "hybrid", "float16": "float", "float": "float"}[variant]
