@@ -37,8 +37,12 @@ def _clean_floats(v):
     return v
 
 
-def emit_json(data: dict) -> None:
-    print(json.dumps(_clean_floats(data), indent=2, default=_json_default))
+def emit(report: dict, as_json: bool, text) -> None:
+    """Print a command's report: JSON for machines, ``text(report)`` for people."""
+    if as_json:
+        print(json.dumps(_clean_floats(report), indent=2, default=_json_default))
+    else:
+        print(text(report))
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -108,10 +112,7 @@ class Quantize(Command):
         result = quantize.quantize(args.model, args.calib, opts, args.eval, args.labels)
         write_atomic(args.output, result.model)
         report = {**result.report, "output": str(args.output)}
-        if args.json:
-            emit_json(report)
-        else:
-            print(quantize_text(report))
+        emit(report, args.json, quantize_text)
         return 0
 
 
@@ -152,10 +153,7 @@ class Inspect(Command):
         if not args.no_arena and not ir.unsupported_ops:
             summary["arena"] = oracle.measure_arena(ir, model).to_dict()
         summary["oracle"] = f"tflite_micro {oracle.tflm_version()}"
-        if args.json:
-            emit_json(summary)
-        else:
-            print(inspect_text(summary))
+        emit(summary, args.json, inspect_text)
         return 0
 
 
@@ -194,10 +192,7 @@ class Reference(Command):
                   "output_bytes": sum(a.nbytes for a in ref.vectors.output_data),
                   "oracle": oracle.tflm_version(), "arena": ref.arena.to_dict(),
                   "crosscheck": ref.crosscheck.to_dict() if ref.crosscheck else None}
-        if args.json:
-            emit_json(report)
-        else:
-            print(reference_text(report))
+        emit(report, args.json, reference_text)
         return 0
 
 
@@ -212,10 +207,8 @@ class Boards(Command):
     def run(self, args):
         from codegen import boards
         known = boards.load_boards(args.boards_dir)
-        if args.json:
-            emit_json({"boards": [boards.board_to_dict(b) for b in known.values()]})
-        else:
-            print(boards.format_board_table(known))
+        emit({"boards": [boards.board_to_dict(b) for b in known.values()]}, args.json,
+             lambda _: boards.format_board_table(known))
         return 0
 
 

@@ -20,6 +20,7 @@ from codegen.errors import TfgenError
 from codegen.inspection import firmware_problems, parse_model
 from codegen.ir import ModelIR
 from codegen.progress import Progress
+from codegen.worker import run_tflite
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_EVAL_ROWS = 1000
@@ -264,17 +265,6 @@ def _quality(src: _Source, model: bytes, ir: ModelIR, data: list[np.ndarray],
 
 def _run_float(model: bytes, data: list[np.ndarray]) -> list[np.ndarray]:
     """The float reference: the same graph, converted without quantization, run by TFLite."""
-    tf = _tf()
-    interp = tf.lite.Interpreter(
-        model_content=model,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
-    ins, outs = interp.get_input_details(), interp.get_output_details()
-    results: list[list[np.ndarray]] = [[] for _ in outs]
-    for i in range(data[0].shape[0]):
-        for d, a in zip(ins, data):
-            interp.set_tensor(d["index"], a[i:i + 1].astype(d["dtype"]))
-        interp.invoke()
-        for k, d in enumerate(outs):
-            results[k].append(interp.get_tensor(d["index"]).copy())
-    return [np.concatenate(r) for r in results]
+    _tf()
+    shaped = [a[:, None] for a in data]            # (N, 1, *sample): one batch-1 tensor per vector
+    return run_tflite(model, shaped, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")

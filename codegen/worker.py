@@ -142,27 +142,31 @@ def task_tflm(req: dict, out_dir: Path) -> dict:
     return {"vectors": n}
 
 
-def task_tflite(req: dict, out_dir: Path) -> dict:
-    """The same vectors through TFLite's reference kernels (not the oracle: a cross-check)."""
+def run_tflite(model: bytes, inputs: list[np.ndarray], resolver: str) -> list[np.ndarray]:
+    """Run N vectors (``inputs[i]``: (N, *input_shape)) through ``tf.lite.Interpreter`` with the
+    named op resolver (``BUILTIN_REF``: reference kernels; ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
-    model = Path(req["model"]).read_bytes()
-    inputs = _load_inputs(req)
-    interp = tf.lite.Interpreter(
-        model_content=model,
-        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+    interp = tf.lite.Interpreter(model_content=model, experimental_op_resolver_type=getattr(
+        tf.lite.experimental.OpResolverType, resolver))
     interp.allocate_tensors()
     ins, outs_d = interp.get_input_details(), interp.get_output_details()
     outs: list[list[np.ndarray]] = [[] for _ in outs_d]
     for v in range(inputs[0].shape[0]):
         interp.reset_all_variables()
         for d, arr in zip(ins, inputs):
-            interp.set_tensor(d["index"], arr[v])
+            interp.set_tensor(d["index"], arr[v].astype(d["dtype"], copy=False))
         interp.invoke()
         for o, d in enumerate(outs_d):
             outs[o].append(np.array(interp.get_tensor(d["index"]), copy=True))
-    np.savez(out_dir / "outputs.npz", **{f"out{o}": np.stack(a) for o, a in enumerate(outs)})
-    return {"vectors": inputs[0].shape[0], "tensorflow": tf.__version__}
+    return [np.stack(a) for a in outs]
+
+
+def task_tflite(req: dict, out_dir: Path) -> dict:
+    """The same vectors through TFLite's reference kernels (not the oracle: a cross-check)."""
+    outs = run_tflite(Path(req["model"]).read_bytes(), _load_inputs(req), "BUILTIN_REF")
+    np.savez(out_dir / "outputs.npz", **{f"out{o}": a for o, a in enumerate(outs)})
+    return {"vectors": int(outs[0].shape[0]) if outs else 0}
 
 
 TASKS = {"arena": task_arena, "tflm": task_tflm, "tflite": task_tflite}
