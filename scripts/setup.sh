@@ -4,18 +4,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(python3 python3-venv python3-pip)
+# Python itself, when the machine has no usable venv/ensurepip; and the Cortex-M cross compiler that
+# the firmware tests build with (they skip, saying so, where it is absent).
+python_packages=(python3 python3-venv python3-pip)
+toolchain_packages=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    wanted=("${toolchain_packages[@]}")
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || wanted+=("${python_packages[@]}")
     missing=()
-    for p in "${debian_packages[@]}"; do
+    for p in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ] && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if [ ${#missing[@]} -gt 0 ]; then
         echo "setup: installing Debian packages: ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
+else
+    echo "setup: not root: skipping Debian packages (${toolchain_packages[*]}); install them to run the Cortex-M tests"
 fi
 
 python=${PYTHON:-python3}
