@@ -27,6 +27,14 @@ def _schema():
     return fb
 
 
+def _text(raw: bytes | None, default: str = "") -> str:
+    """A string from the file, with control characters escaped: names end up in one-line errors."""
+    if not raw:
+        return default
+    return "".join(c if c.isprintable() else (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+                   for c in raw.decode("utf-8", "replace"))
+
+
 def _enum_names(cls) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
 
@@ -78,7 +86,9 @@ def parse_model(buf: bytes, source: str) -> ModelIR:
         raise
     except (struct.error, IndexError, ValueError, TypeError, OverflowError, UnicodeDecodeError,
             RecursionError, MemoryError, AttributeError) as exc:
-        raise reader.corrupt(f"{type(exc).__name__} while reading the flatbuffer: {exc}") from exc
+        kind = type(exc).__name__ if type(exc).__module__ == "builtins" else \
+            f"{type(exc).__module__}.{type(exc).__name__}"
+        raise reader.corrupt(f"{kind} while reading the flatbuffer: {exc}") from exc
 
 
 def _parse(buf: bytes, source: str, r: _Reader) -> ModelIR:
@@ -101,7 +111,7 @@ def _parse(buf: bytes, source: str, r: _Reader) -> ModelIR:
         custom = name == "CUSTOM"
         if custom:
             raw = oc.CustomCode()
-            name = raw.decode("utf-8", "replace") if raw else "CUSTOM"
+            name = _text(raw, "CUSTOM")
         opcodes.append((name, oc.Version(), custom))
 
     n_subgraphs = r.count(model.SubgraphsLength(), 4, "the subgraph table")
@@ -145,7 +155,7 @@ def _parse(buf: bytes, source: str, r: _Reader) -> ModelIR:
     return ModelIR(
         source=source, sha256=hashlib.sha256(buf).hexdigest(), size_bytes=len(buf),
         schema_version=model.Version(),
-        description=description.decode("utf-8", "replace") if description else "",
+        description=_text(description),
         subgraph_count=n_subgraphs, tensors=first_tensors, tensor_count=tensor_count,
         operators=tuple(operators),
         inputs=tuple(first_tensors[i] for i in io[0]),
@@ -192,7 +202,7 @@ def _tensor(t, index: int, type_names, buffer_bytes, r: _Reader) -> Tensor:
         quant = Quantization(tuple(float(q.Scale(i)) for i in range(n)),
                              tuple(int(q.ZeroPoint(i)) for i in range(q.ZeroPointLength())),
                              int(q.QuantizedDimension()))
-    return Tensor(index=index, name=raw_name.decode("utf-8", "replace") if raw_name else f"tensor_{index}",
+    return Tensor(index=index, name=_text(raw_name, f"tensor_{index}"),
                   dtype=dtype, shape=shape, quantization=quant,
                   constant_bytes=buffer_bytes[buffer], buffer=buffer,
                   is_variable=bool(t.IsVariable()))

@@ -67,8 +67,9 @@ def _run(task: str, ir: ModelIR, model: bytes, extra: dict, inputs: list[np.ndar
                       what=f"{what} on {ir.source}", timeout=timeout, check=False, hint=CRASH_HINT)
     reply = d / "result.json"
     if result.returncode == 3 and reply.is_file():
+        message = json.loads(reply.read_text())["error"]
         tmp.cleanup()
-        raise TfgenError(f"{ir.source}: {json.loads(reply.read_text())['error']}", CRASH_HINT)
+        raise TfgenError(f"{ir.source}: {message}", CRASH_HINT)
     if result.returncode != 0 or not reply.is_file():
         detail = proc.tail(result.stderr, 3).replace("\n", " | ")
         error = TfgenError(f"{ir.source}: {what} {proc.describe_status(result.returncode)}"

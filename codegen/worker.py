@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,12 @@ class WorkerError(Exception):
 
 def _tflm(model: bytes, arena: int):
     from tflite_micro import runtime
-    return runtime.Interpreter.from_bytes(model, arena_size=arena)
+    try:
+        return runtime.Interpreter.from_bytes(model, arena_size=arena)
+    except RuntimeError:
+        raise                       # allocation or prepare failed: the arena search decides
+    except Exception as exc:        # the wheel unpacks the whole flatbuffer in Python first
+        raise WorkerError(f"tflite_micro cannot read the model ({type(exc).__name__}: {exc})") from exc
 
 
 def _zeros_inputs(interp, n_inputs: int):
@@ -181,6 +187,9 @@ def main(argv: list[str]) -> int:
         status = 0
     except WorkerError as exc:
         result, status = {"error": str(exc)}, 3
+    except Exception as exc:        # never hand the parent a traceback to relay
+        traceback.print_exc()
+        result, status = {"error": f"the worker failed ({type(exc).__name__}: {exc})"}, 3
     (out_dir / "result.json").write_text(json.dumps(result))
     return status
 
