@@ -24,6 +24,7 @@ DATA_FILE = Path(__file__).parent / "data" / "tflm_ops.json"
 _METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
 _BUILTIN = re.compile(r"AddBuiltin\(\s*BuiltinOperator_(\w+)")
 _CUSTOM = re.compile(r"AddCustom\(\s*\"([^\"]+)\"")
+_REGISTRATION = re.compile(r"(?:tflite::)?(?:tflm_signal::)?(Register_\w+)\(\)")
 
 
 @dataclass(frozen=True)
@@ -31,21 +32,27 @@ class OpSet:
     source: str                   # where the table was derived from
     builtins: dict[str, str]      # BuiltinOperator name -> MicroMutableOpResolver method
     customs: dict[str, str]       # custom op name -> MicroMutableOpResolver method
+    registrations: dict[str, str]  # method -> the Register_* function it uses by default
 
     def method_for(self, op_name: str) -> str | None:
         return self.builtins.get(op_name) or self.customs.get(op_name)
 
 
-def parse_resolver_header(text: str) -> tuple[dict[str, str], dict[str, str]]:
-    """Map each builtin (and custom) op to the ``Add*`` method that registers it."""
+def parse_resolver_header(text: str) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Map each builtin (and custom) op to the ``Add*`` method that registers it, and each method to
+    the ``Register_*`` function that provides its kernel."""
     builtins: dict[str, str] = {}
     customs: dict[str, str] = {}
+    registrations: dict[str, str] = {}
     starts = [(m.start(), m.group(1)) for m in _METHOD.finditer(text)]
     for i, (start, method) in enumerate(starts):
         end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
         body = text[start:end]
         if method in ("AddBuiltin", "AddCustom"):
             continue                           # the generic registration helpers themselves
+        reg = _REGISTRATION.search(body)
+        if reg:
+            registrations[method] = reg.group(1)
         ops = _BUILTIN.findall(body)
         if ops:
             builtins.setdefault(ops[0], method)
@@ -53,7 +60,7 @@ def parse_resolver_header(text: str) -> tuple[dict[str, str], dict[str, str]]:
         names = _CUSTOM.findall(body)
         if names:
             customs.setdefault(names[0], method)
-    return dict(sorted(builtins.items())), dict(sorted(customs.items()))
+    return dict(sorted(builtins.items())), dict(sorted(customs.items())), dict(sorted(registrations.items()))
 
 
 def derive_from_tree(tflm_dir: Path) -> dict:
@@ -61,11 +68,12 @@ def derive_from_tree(tflm_dir: Path) -> dict:
     if not header.is_file():
         raise TfgenError(f"{tflm_dir}: no {RESOLVER_HEADER} there",
                          "point --tflm-dir at the root of a TFLM tree such as esp-tflite-micro")
-    builtins, customs = parse_resolver_header(header.read_text(encoding="utf-8"))
+    builtins, customs, registrations = parse_resolver_header(header.read_text(encoding="utf-8"))
     if not builtins:
         raise TfgenError(f"{header}: found no AddBuiltin(BuiltinOperator_...) methods",
                          "is this TFLM's micro_mutable_op_resolver.h?")
-    return {"source": _describe_tree(Path(tflm_dir)), "builtins": builtins, "customs": customs}
+    return {"source": _describe_tree(Path(tflm_dir)), "builtins": builtins, "customs": customs,
+            "registrations": registrations}
 
 
 def _describe_tree(tflm_dir: Path) -> str:
@@ -80,7 +88,8 @@ def _describe_tree(tflm_dir: Path) -> str:
 @lru_cache(maxsize=None)
 def load_op_set() -> OpSet:
     data = json.loads(DATA_FILE.read_text(encoding="utf-8"))
-    return OpSet(source=data["source"], builtins=data["builtins"], customs=data["customs"])
+    return OpSet(source=data["source"], builtins=data["builtins"], customs=data["customs"],
+                 registrations=data["registrations"])
 
 
 def main(argv: list[str] | None = None) -> int:

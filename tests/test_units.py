@@ -94,8 +94,10 @@ HEADER_SNIPPET = """
 
 
 def test_resolver_header_parser_maps_ops_to_methods():
-    builtins, customs = tflm_ops.parse_resolver_header(HEADER_SNIPPET)
+    builtins, customs, registrations = tflm_ops.parse_resolver_header(HEADER_SNIPPET)
     assert builtins == {"ABS": "AddAbs", "CONV_2D": "AddConv2D"}
+    assert registrations == {"AddAbs": "Register_ABS", "AddConv2D": "Register_CONV_2D",
+                             "AddDetectionPostprocess": "Register_DETECTION_POSTPROCESS"}
     assert customs == {"TFLite_Detection_PostProcess": "AddDetectionPostprocess"}
 
 
@@ -116,6 +118,7 @@ def test_committed_op_table_matches_the_tflm_tree():
     committed = json.loads(tflm_ops.DATA_FILE.read_text())
     assert derived["builtins"] == committed["builtins"]
     assert derived["customs"] == committed["customs"]
+    assert derived["registrations"] == committed["registrations"]
 
 
 @pytest.mark.parametrize("name, kind", [("kws_ref_model", "int8"), ("ad01_int8", "int8"),

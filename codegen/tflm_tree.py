@@ -1,0 +1,166 @@
+"""The TFLM source tree: where it is, which version, and which of its files a model needs.
+
+No package registry carries TFLM's C++ sources; tfgen takes a self-contained tree (Espressif's
+``esp-tflite-micro``: TFLM + flatbuffers + gemmlowp + ruy + kissfft) from ``--tflm-dir`` or
+``TFGEN_TFLM_DIR``. Only the kernels of the model's ops are selected; the core is always needed.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from codegen.errors import TfgenError
+from codegen.tflm_ops import load_op_set
+
+ENV_VAR = "TFGEN_TFLM_DIR"
+PINNED_VERSION = "1.3.8"          # espressif/esp-tflite-micro release every generated project uses
+KERNELS_DIR = "tensorflow/lite/micro/kernels"
+
+# The interpreter core, as esp-tflite-micro's CMakeLists.txt lists it (less the kernels).
+CORE_SOURCES = (
+    "tensorflow/lite/micro/debug_log.cc",
+    "tensorflow/lite/micro/flatbuffer_utils.cc",
+    "tensorflow/lite/micro/memory_helpers.cc",
+    "tensorflow/lite/micro/micro_allocation_info.cc",
+    "tensorflow/lite/micro/micro_allocator.cc",
+    "tensorflow/lite/micro/micro_context.cc",
+    "tensorflow/lite/micro/micro_interpreter_context.cc",
+    "tensorflow/lite/micro/micro_interpreter_graph.cc",
+    "tensorflow/lite/micro/micro_interpreter.cc",
+    "tensorflow/lite/micro/micro_log.cc",
+    "tensorflow/lite/micro/micro_op_resolver.cc",
+    "tensorflow/lite/micro/micro_profiler.cc",
+    "tensorflow/lite/micro/micro_resource_variable.cc",
+    "tensorflow/lite/micro/micro_time.cc",
+    "tensorflow/lite/micro/micro_utils.cc",
+    "tensorflow/lite/micro/recording_micro_allocator.cc",
+    "tensorflow/lite/micro/system_setup.cc",
+    "tensorflow/lite/micro/tflite_bridge/flatbuffer_conversions_bridge.cc",
+    "tensorflow/lite/micro/tflite_bridge/micro_error_reporter.cc",
+    "tensorflow/lite/micro/memory_planner/greedy_memory_planner.cc",
+    "tensorflow/lite/micro/memory_planner/linear_memory_planner.cc",
+    "tensorflow/lite/micro/memory_planner/non_persistent_buffer_planner_shim.cc",
+    "tensorflow/lite/micro/arena_allocator/non_persistent_arena_buffer_allocator.cc",
+    "tensorflow/lite/micro/arena_allocator/persistent_arena_buffer_allocator.cc",
+    "tensorflow/lite/micro/arena_allocator/recording_single_arena_buffer_allocator.cc",
+    "tensorflow/lite/micro/arena_allocator/single_arena_buffer_allocator.cc",
+    "tensorflow/lite/micro/kernels/kernel_util.cc",
+    "tensorflow/lite/micro/kernels/micro_tensor_utils.cc",
+    "tensorflow/lite/kernels/kernel_util.cc",
+    "tensorflow/lite/core/c/common.cc",
+    "tensorflow/lite/core/api/flatbuffer_conversions.cc",
+    "tensorflow/lite/core/api/tensor_utils.cc",
+    "tensorflow/lite/kernels/internal/common.cc",
+    "tensorflow/lite/kernels/internal/quantization_util.cc",
+    "tensorflow/lite/kernels/internal/portable_tensor_utils.cc",
+    "tensorflow/lite/kernels/internal/tensor_utils.cc",
+    "tensorflow/lite/kernels/internal/tensor_ctypes.cc",
+    "tensorflow/lite/kernels/internal/reference/portable_tensor_utils.cc",
+    "tensorflow/compiler/mlir/lite/core/api/error_reporter.cc",
+    "tensorflow/compiler/mlir/lite/schema/schema_utils.cc",
+)
+
+# Header directories a build needs, relative to the tree (the tree's root comes first).
+INCLUDE_DIRS = (".", "third_party/flatbuffers/include", "third_party/gemmlowp", "third_party/ruy",
+                "third_party/kissfft")
+# What a project copies besides the selected sources: every header, and the licences.
+HEADER_ROOTS = ("tensorflow", "third_party/flatbuffers/include", "third_party/gemmlowp",
+                "third_party/ruy", "third_party/kissfft", "signal")
+LICENSES = ("LICENSE", "third_party/flatbuffers/LICENSE", "third_party/gemmlowp/LICENSE",
+            "third_party/ruy/LICENSE", "third_party/kissfft/COPYING")
+
+# Kernel files that one op's kernel needs beyond its own file and its <stem>_common.cc.
+EXTRA_KERNEL_FILES = {
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("lstm_eval.cc", "lstm_eval_common.cc"),
+}
+
+_DEFINES = re.compile(r"^TFLMRegistration\s+(Register_\w+)\s*\(", re.M)
+
+
+@dataclass(frozen=True)
+class TflmTree:
+    root: Path
+    version: str            # e.g. "esp-tflite-micro 1.3.8"
+
+    def sources_for_ops(self, ops: list[str]) -> list[str]:
+        """Core sources plus the kernel files of ``ops`` (builtin names), relative, sorted."""
+        return sorted(set(CORE_SOURCES) | set(kernel_sources(self, ops)))
+
+    def headers(self) -> list[str]:
+        found = []
+        for top in HEADER_ROOTS:
+            base = self.root / top
+            if base.is_dir():
+                found += [p.relative_to(self.root).as_posix() for p in base.rglob("*.h")]
+        return sorted(found)
+
+    def licenses(self) -> list[str]:
+        return [p for p in LICENSES if (self.root / p).is_file()]
+
+
+def resolve(option: Path | None = None) -> TflmTree:
+    """The TFLM tree from --tflm-dir, else TFGEN_TFLM_DIR; one clear error when neither is set."""
+    chosen = option or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    if chosen is None:
+        raise TfgenError(
+            "no TFLM source tree: the generated project needs TFLM's C++ sources",
+            f"pass --tflm-dir DIR or set {ENV_VAR}=DIR, DIR being an espressif/esp-tflite-micro "
+            f"v{PINNED_VERSION} checkout")
+    return open_tree(chosen)
+
+
+def open_tree(root: Path) -> TflmTree:
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise TfgenError(f"{root}: no such directory for the TFLM tree",
+                         f"point --tflm-dir/{ENV_VAR} at an esp-tflite-micro checkout")
+    missing = [p for p in CORE_SOURCES if not (root / p).is_file()]
+    if missing:
+        raise TfgenError(f"{root}: not a TFLM tree tfgen can use ({len(missing)} core files missing, "
+                         f"e.g. {missing[0]})",
+                         f"use espressif/esp-tflite-micro v{PINNED_VERSION}")
+    return TflmTree(root, _version(root))
+
+
+def _version(root: Path) -> str:
+    manifest = root / "idf_component.yml"
+    if manifest.is_file():
+        m = re.search(r'^version:\s*"?([^"\s]+)"?', manifest.read_text(encoding="utf-8"), re.M)
+        if m:
+            return f"esp-tflite-micro {m.group(1)}"
+    return "TFLM tree of unknown version"
+
+
+@lru_cache(maxsize=8)
+def _registrations(kernels_dir: Path) -> dict[str, str]:
+    """Register_* function -> the kernel file (name) that defines it."""
+    found: dict[str, str] = {}
+    for path in sorted(kernels_dir.glob("*.cc")):
+        for fn in _DEFINES.findall(path.read_text(encoding="utf-8", errors="replace")):
+            found.setdefault(fn, path.name)
+    return found
+
+
+def kernel_sources(tree: TflmTree, ops: list[str]) -> list[str]:
+    """The kernel files that implement ``ops``: the file defining each op's Register_* function,
+    its ``<stem>_common.cc`` when there is one, and the extras the table above names."""
+    op_set = load_op_set()
+    kernels_dir = tree.root / KERNELS_DIR
+    defined = _registrations(kernels_dir)
+    files: set[str] = set()
+    for op in ops:
+        method = op_set.method_for(op)
+        registration = op_set.registrations.get(method or "")
+        if registration is None or registration not in defined:
+            raise TfgenError(f"{tree.root}: no kernel source for op {op} ({registration or 'no Register_ function'})",
+                             f"use espressif/esp-tflite-micro v{PINNED_VERSION}, whose kernels tfgen knows")
+        main = defined[registration]
+        files.add(main)
+        common = main.removesuffix(".cc") + "_common.cc"
+        if (kernels_dir / common).is_file():
+            files.add(common)
+        files.update(EXTRA_KERNEL_FILES.get(op, ()))
+    return sorted(f"{KERNELS_DIR}/{f}" for f in files)
