@@ -50,45 +50,55 @@ def model_source(names: ModelNames, data: bytes, banner: str) -> tuple[str, str]
     if not data:
         raise TfgenError(f"model {names.model_name!r} has no bytes to embed",
                          "pass the .tflite file's contents; the file is empty")
+    what = f"The .tflite flatbuffer of model {names.model_name!r}"
+    return blob_source(names.data, names.data_len, names.header_file, names.header_guard, data, banner,
+                       what, "TFLM reads it in place")
+
+
+def blob_source(symbol: str, symbol_len: str, header_file: str, header_guard: str, data: bytes,
+                banner: str, what: str, why: str) -> tuple[str, str]:
+    """Header and source defining ``symbol`` (16-byte aligned const bytes) and ``symbol_len``.
+
+    ``what`` describes the bytes and ``why`` says who reads them, in the comment above the array.
+    """
     if len(data) > 0xFFFFFFFF:
-        raise TfgenError(f"model {names.model_name!r} is {len(data)} bytes; "
-                         "the array length must fit in an unsigned int (4 GiB)")
+        raise TfgenError(f"{what} is {len(data)} bytes; the array length must fit in an unsigned int (4 GiB)",
+                         "use a smaller model or fewer test vectors")
     size = len(data)
     digest = hashlib.sha256(data).hexdigest()
-    what = c_comment(f"The .tflite flatbuffer of model {names.model_name!r}: {size} bytes,")
-    about = f"// {what}\n// sha256 {digest}.\n"
+    about = f"// {c_comment(f'{what}: {size} bytes,')}\n// sha256 {digest}.\n"
     top = comment_block(banner) + "\n\n" if banner.strip() else ""
     header = (
         f"{top}"
-        f"#ifndef {names.header_guard}\n"
-        f"#define {names.header_guard}\n"
+        f"#ifndef {header_guard}\n"
+        f"#define {header_guard}\n"
         "\n"
         "#ifdef __cplusplus\n"
         'extern "C" {\n'
         "#endif\n"
         "\n"
         f"{about}"
-        "// 16-byte aligned and const, so it stays in flash; TFLM reads it in place.\n"
-        f"extern const unsigned char {names.data}[];\n"
-        f"extern const unsigned int {names.data_len};\n"
+        f"// 16-byte aligned and const, so it stays in flash; {c_comment(why)}.\n"
+        f"extern const unsigned char {symbol}[];\n"
+        f"extern const unsigned int {symbol_len};\n"
         "\n"
         "#ifdef __cplusplus\n"
         '}  // extern "C"\n'
         "#endif\n"
         "\n"
-        f"#endif  // {names.header_guard}\n"
+        f"#endif  // {header_guard}\n"
     )
     source = (
         f"{top}"
-        f'#include "{names.header_file}"\n'
+        f'#include "{header_file}"\n'
         "\n"
         f"{about}"
-        f"alignas(16) const unsigned char {names.data}[] = {{\n"
+        f"alignas(16) const unsigned char {symbol}[] = {{\n"
         f"{byte_array(data)}\n"
         "};\n"
         "\n"
-        f"const unsigned int {names.data_len} = {size};\n"
+        f"const unsigned int {symbol_len} = {size};\n"
         "\n"
-        f'static_assert(sizeof({names.data}) == {size}, "model array and length disagree");\n'
+        f'static_assert(sizeof({symbol}) == {size}, "array and length disagree");\n'
     )
     return header, source

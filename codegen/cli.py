@@ -199,6 +199,70 @@ class Reference(Command):
         return 0
 
 
+class Generate(Command):
+    name = "generate"
+    help = "a complete PlatformIO project for a board: model array, op resolver, arena, harness"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="full-INT8 .tflite model")
+        p.add_argument("--board", required=True, help="board name (see `tfgen boards`)")
+        p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="project directory")
+        p.add_argument("--vectors", type=Path, metavar="FILE.tfgv",
+                       help="test vectors from `tfgen reference` to embed for the test mode")
+        p.add_argument("--tflm-dir", type=Path, metavar="DIR",
+                       help="TFLM source tree (default: $TFGEN_TFLM_DIR); ESP32 boards can do without")
+        p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
+        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    def run(self, args):
+        import shlex
+        from codegen import boards, oracle, plan, render, tflm_tree, vectors
+        from codegen.textreport import generate_text
+        out = args.output
+        if out.is_dir() and any(out.iterdir()) and not args.force:
+            raise TfgenError(f"{out}: directory exists and is not empty",
+                             "pass --force to replace it, or choose another -o")
+        board = boards.get_board(args.board, args.boards_dir)
+        model, ir = _load_ir(args.model)
+        from codegen.inspection import require_tflm_int8
+        require_tflm_int8(ir)
+        needs_tree = plan.template_kind(board) != "espidf"
+        tree = None
+        if needs_tree or args.tflm_dir or os.environ.get(tflm_tree.ENV_VAR):
+            tree = tflm_tree.resolve(args.tflm_dir)
+        blob, count = None, 0
+        if args.vectors:
+            vs = vectors.read(args.vectors)
+            if vs.model_sha256 != ir.sha256:
+                raise TfgenError(f"{args.vectors}: test vectors of another model (sha256 {vs.model_sha256[:12]}..., "
+                                 f"{args.model.name} is {ir.sha256[:12]}...)",
+                                 f"write them for this model: tfgen reference {args.model} -o FILE")
+            blob, count = args.vectors.read_bytes(), vs.count
+        arena = oracle.measure_arena(ir, model)
+        command = shlex.join(["tfgen", "generate", args.model.name, "--board", board.name, "-o", out.name]
+                             + (["--vectors", args.vectors.name] if args.vectors else []))
+        project = plan.make_plan(ir, board, arena.min_bytes, tree, count, command)
+        files = render.render_project(project, board, model, blob)
+        render.write_project(files, out, args.force)
+        report = {"project": str(out), "board": board.name, "kind": project.kind, "files": len(files),
+                  "ops": list(project.op_names), "arena_measured": project.arena_measured,
+                  "arena_size": project.arena_size, "arena_placement": project.arena_placement,
+                  "tflm": project.tflm_version, "vectors": count,
+                  "environments": _environments(project)}
+        emit(report, args.json, generate_text)
+        return 0
+
+
+def _environments(project) -> list[str]:
+    envs = [project.env_name] if project.kind in ("espidf", "arduino") else []
+    if project.tflm_files:
+        envs.append("sim")
+        if project.has_qemu_env:
+            envs.append("qemu")
+    return envs
+
+
 class Boards(Command):
     name = "boards"
     help = "list the boards tfgen knows: flash, RAM, core, kernels, arena placement"
@@ -215,7 +279,7 @@ class Boards(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Boards)
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Boards)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -91,3 +91,14 @@ def reference_text(r: dict) -> str:
             f"{c['mismatches']:,} of {c['bytes_compared']:,} bytes differ, at most {c['max_lsb_difference']} LSB")
         out.append(f"cross-check  {c['against']}: {verdict} (informational: TFLM is the oracle)")
     return "\n".join(out)
+
+
+def generate_text(r: dict) -> str:
+    return "\n".join([
+        f"wrote      {r['project']}/ ({r['files']} files) for {r['board']}, environments: "
+        f"{', '.join(r['environments'])}",
+        f"ops        {', '.join(r['ops'])} (the resolver registers exactly these)",
+        f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM "
+        f"(measured {r['arena_measured']:,} on the 64-bit host, plus margin)",
+        f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
+        f"next       cd {r['project']} && pio run" ])

@@ -1,0 +1,145 @@
+"""Plan: the model's IR + a board -> the plain data a project is rendered from.
+
+Every decision about what to emit is made here (which template kind, which ops, arena size and where
+it lives, which TFLM files to copy, which PlatformIO environments); templates only place values.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from codegen import __version__
+from codegen.boards import Board
+from codegen.errors import TfgenError
+from codegen.inspection import require_tflm_int8
+from codegen.ir import ModelIR, Tensor
+from codegen.naming import ModelNames, c_string_literal, model_symbol_names
+from codegen.tflm_tree import INCLUDE_DIRS, PINNED_VERSION, TflmTree
+
+ARENA_MARGIN_PERCENT = 5          # added to the measured arena, then rounded up to 16 bytes
+ARENA_ALIGN = 16
+ESP_COMPONENT = "espressif/esp-tflite-micro"
+MONITOR_SPEED = 115200
+TFLITE_TYPES = {"int8": "kTfLiteInt8", "uint8": "kTfLiteUInt8", "int16": "kTfLiteInt16",
+                "int32": "kTfLiteInt32", "float32": "kTfLiteFloat32", "bool": "kTfLiteBool"}
+TFLM_LIB = "lib/tflm"
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    name_literal: str
+    type: str                 # TfLiteType enumerator
+    dims: tuple[int, ...]
+    dims_padded: tuple[int, ...]   # dims padded with zeros to 6 entries (TensorInfo::dims)
+    bytes: int
+    scale: str                # float literal, exact (repr of the float32 value)
+    zero_point: int
+
+
+@dataclass(frozen=True)
+class ProjectPlan:
+    kind: str                 # template family: "espidf", "arduino", "baremetal" or "host"
+    board: str
+    board_description: str
+    env_name: str             # the board's PlatformIO environment
+    platform: str
+    pio_board: str
+    framework: str
+    core: str
+    kernels: str
+    arena_placement: str      # "internal" or "psram"
+    model_file: str           # the .tflite's file name
+    model_sha256: str
+    model_bytes: int
+    names: ModelNames
+    ops: tuple[str, ...]      # MicroMutableOpResolver Add* methods, in the model's order of first use
+    op_names: tuple[str, ...]
+    arena_measured: int
+    arena_size: int
+    inputs: tuple[TensorPlan, ...]
+    outputs: tuple[TensorPlan, ...]
+    tflm_version: str
+    tflm_files: tuple[str, ...]    # relative to the TFLM tree; copied to lib/tflm/
+    tflm_root: str
+    include_dirs: tuple[str, ...]  # relative to the project
+    with_vectors: bool
+    vector_count: int
+    has_qemu_env: bool
+    monitor_speed: int
+    banner: tuple[str, ...]
+    regenerate: str
+
+    def template_data(self) -> dict:
+        data = asdict(self)
+        data["names"] = asdict(self.names)
+        return data
+
+
+def arena_with_margin(measured: int) -> int:
+    """The arena constant: measured bytes + ARENA_MARGIN_PERCENT, rounded up to ARENA_ALIGN."""
+    size = measured + (measured * ARENA_MARGIN_PERCENT + 99) // 100
+    return (size + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
+
+
+def template_kind(board: Board) -> str:
+    if board.arch == "host":
+        return "host"
+    if board.platformio.framework == "espidf":
+        return "espidf"
+    if board.qemu is not None and not board.platformio.board:
+        return "baremetal"
+    return "arduino"
+
+
+def _tensor(t: Tensor) -> TensorPlan:
+    if t.dtype not in TFLITE_TYPES:
+        raise TfgenError(f"tensor {t.name!r} has dtype {t.dtype}, which the generated header cannot describe",
+                         "inputs and outputs must be int8 (full INT8 model)")
+    if len(t.shape) > 6:
+        raise TfgenError(f"tensor {t.name!r} has {len(t.shape)} dimensions; at most 6 are supported",
+                         "reshape the model's inputs/outputs")
+    q = t.quantization
+    scale = float(q.scales[0]) if q else 0.0
+    return TensorPlan(c_string_literal(t.name), TFLITE_TYPES[t.dtype], tuple(t.shape),
+                      tuple(t.shape) + (0,) * (6 - len(t.shape)),
+                      t.elements * {"int8": 1, "uint8": 1, "bool": 1, "int16": 2}.get(t.dtype, 4),
+                      _float_literal(scale), q.zero_points[0] if q and q.zero_points else 0)
+
+
+def _float_literal(value: float) -> str:
+    """A C float literal that parses back to exactly this float32 value."""
+    import numpy as np
+    text = np.format_float_scientific(np.float32(value), unique=True)
+    return text.replace("e+", "e") + "f"
+
+
+def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | None,
+              vector_count: int, command: str) -> ProjectPlan:
+    require_tflm_int8(ir)
+    kind = template_kind(board)
+    ops = tuple(u.tflm_method for u in ir.ops)
+    tflm_files: tuple[str, ...] = ()
+    tflm_version = f"esp-tflite-micro {PINNED_VERSION}"
+    if tree is not None:
+        if kind == "espidf" and tree.version != tflm_version:
+            raise TfgenError(
+                f"{tree.root}: is {tree.version}, but ESP32 projects use the {ESP_COMPONENT} "
+                f"{PINNED_VERSION} component, and the host simulation must run the same TFLM",
+                f"use an esp-tflite-micro v{PINNED_VERSION} checkout for --tflm-dir/TFGEN_TFLM_DIR")
+        tflm_version = tree.version
+        tflm_files = tuple(tree.sources_for_ops([u.name for u in ir.ops]) + tree.headers() + tree.licenses())
+    names = model_symbol_names(Path(ir.source).stem)
+    banner = (f"Generated by tfgen {__version__} from {ir.source} (sha256 {ir.sha256}) for board {board.name}.",
+              "Do not edit: regenerate with the command below.", command)
+    return ProjectPlan(
+        kind=kind, board=board.name, board_description=board.description,
+        env_name=board.name, platform=board.platformio.platform, pio_board=board.platformio.board,
+        framework=board.platformio.framework, core=board.core, kernels=board.kernels,
+        arena_placement=board.arena_placement, model_file=ir.source, model_sha256=ir.sha256,
+        model_bytes=ir.size_bytes, names=names, ops=ops, op_names=tuple(u.name for u in ir.ops),
+        arena_measured=arena_measured, arena_size=arena_with_margin(arena_measured),
+        inputs=tuple(_tensor(t) for t in ir.inputs), outputs=tuple(_tensor(t) for t in ir.outputs),
+        tflm_version=tflm_version, tflm_files=tflm_files, tflm_root=str(tree.root) if tree else "",
+        include_dirs=tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in INCLUDE_DIRS),
+        with_vectors=vector_count > 0, vector_count=vector_count,
+        has_qemu_env=board.arch == "arm", monitor_speed=MONITOR_SPEED, banner=banner, regenerate=command)

@@ -1,0 +1,136 @@
+"""Render: a ProjectPlan -> the project's files, as {relative path: content}.
+
+Text comes from the Jinja templates (``templates/<group>/...``, mirroring the output tree), the model
+and vector arrays from ``cgen``, the harness is copied from ``firmware/``, TFLM's files from the tree.
+Nothing here writes to disk: ``write_project`` (called by the CLI) does, atomically.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jinja2
+
+from codegen import cgen
+from codegen.boards import Board
+from codegen.errors import TfgenError
+from codegen.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
+from codegen.resources import resource_dir
+from codegen.tflm_tree import PINNED_VERSION
+
+Content = str | bytes | Path          # Path: copy that file
+
+VECTORS_HEADER = "tfgen_vectors.h"
+SDKCONFIG_COMMON = ("CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_240=y", "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
+                    "CONFIG_COMPILER_OPTIMIZATION_PERF=y")
+SDKCONFIG_PSRAM = ("CONFIG_SPIRAM=y", "CONFIG_SPIRAM_MODE_OCT=y", "CONFIG_SPIRAM_USE_CAPS_ALLOC=y")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def _groups(plan: ProjectPlan) -> list[str]:
+    groups = ["common"]
+    if plan.kind == "espidf":
+        groups.append("espidf")
+    if plan.tflm_files:
+        groups.append("tflm")
+        if plan.has_qemu_env:
+            groups.append("qemu")
+    return groups
+
+
+def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes | None) -> dict[str, Content]:
+    files: dict[str, Content] = {}
+    banner = "\n".join(plan.banner)
+
+    header, source = cgen.model_source(plan.names, model, banner)
+    files[f"src/{plan.names.header_file}"] = header
+    files[f"src/{plan.names.source_file}"] = source
+    if vectors is not None:
+        vh, vc = cgen.blob_source("g_tfgen_vectors", "g_tfgen_vectors_len", VECTORS_HEADER,
+                                  "TFGEN_VECTORS_H_", vectors, banner,
+                                  f"{plan.vector_count} test vectors of {plan.model_file} (.tfgv)",
+                                  "the test mode replays them")
+        files[f"src/{VECTORS_HEADER}"] = vh
+        files["src/tfgen_vectors.cc"] = vc
+
+    firmware = resource_dir("firmware")
+    for path in sorted(firmware.rglob("*")):
+        rel = path.relative_to(firmware).as_posix()
+        if path.is_file() and rel != "README.md":
+            if rel.startswith("qemu/") and not (plan.has_qemu_env and plan.tflm_files):
+                continue
+            files[f"src/{rel}"] = path.read_bytes()
+
+    if plan.tflm_files:
+        root = Path(plan.tflm_root)
+        for rel in plan.tflm_files:
+            files[f"{TFLM_LIB}/{rel}"] = root / rel
+
+    sources = sorted(p.removeprefix("src/") for p in files
+                     if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])
+    data = plan.template_data() | {
+        "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION,
+        "sources": sorted(sources + ["tfgen_model.cc"]),
+        "sdkconfig": SDKCONFIG_COMMON + (SDKCONFIG_PSRAM if plan.arena_placement == "psram" else ()),
+        "qemu_flash": board.qemu.flash.length if board.qemu else 4 << 20,
+        "qemu_ram": board.qemu.ram.length if board.qemu else 4 << 20,
+    }
+    env = _environment()
+    templates = resource_dir("templates")
+    for group in _groups(plan):
+        for path in sorted((templates / group).rglob("*.j2")):
+            rel = path.relative_to(templates / group).as_posix().removesuffix(".j2")
+            name = path.relative_to(templates).as_posix()
+            try:
+                files[rel] = env.get_template(name).render(data)
+            except jinja2.TemplateError as exc:
+                raise TfgenError(f"template {name} failed to render: {exc}",
+                                 "this is a bug in tfgen; please report it") from exc
+    return dict(sorted(files.items()))
+
+
+def write_project(files: dict[str, Content], out: Path, force: bool) -> None:
+    """Write the project into ``out`` as a whole: into a temporary sibling, then renamed into place.
+
+    An existing non-empty ``out`` is refused unless ``force``; then it is replaced, never merged.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TfgenError(f"{out}: exists and is not a directory", "choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise TfgenError(f"{out}: directory exists and is not empty",
+                         "pass --force to replace it, or choose another -o")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise TfgenError(f"{parent}: no such directory for the project", "create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    try:
+        for rel, content in files.items():
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, Path):
+                shutil.copyfile(content, dest)
+            elif isinstance(content, bytes):
+                dest.write_bytes(content)
+            else:
+                dest.write_text(content, encoding="utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
