@@ -210,7 +210,8 @@ class Generate(Command):
         p.add_argument("--vectors", type=Path, metavar="FILE.tfgv",
                        help="test vectors from `tfgen reference` to embed for the test mode")
         p.add_argument("--tflm-dir", type=Path, metavar="DIR",
-                       help="TFLM source tree (default: $TFGEN_TFLM_DIR); ESP32 boards can do without")
+                       help="TFLM source tree (default: $TFGEN_TFLM_DIR, else the cached or downloaded "
+                            "pinned esp-tflite-micro); ESP32 boards can do without")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
         p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -227,9 +228,10 @@ class Generate(Command):
         model, ir = _load_ir(args.model)
         from codegen.inspection import require_tflm_int8
         require_tflm_int8(ir)
-        needs_tree = plan.template_kind(board) != "espidf"
-        tree = None
-        if needs_tree or args.tflm_dir or os.environ.get(tflm_tree.ENV_VAR):
+        # ESP32 projects get TFLM from the ESP-IDF component; a tree adds the `sim` environment.
+        if plan.template_kind(board) == "espidf":
+            tree = tflm_tree.available(args.tflm_dir)
+        else:
             tree = tflm_tree.resolve(args.tflm_dir)
         blob, count = None, 0
         if args.vectors:

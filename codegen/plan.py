@@ -14,7 +14,8 @@ from codegen.errors import TfgenError
 from codegen.inspection import require_tflm_int8
 from codegen.ir import ModelIR, Tensor
 from codegen.naming import ModelNames, c_string_literal, model_symbol_names
-from codegen.tflm_tree import INCLUDE_DIRS, PINNED_VERSION, TflmTree
+from codegen.tflm_fetch import PINNED_VERSION
+from codegen.tflm_tree import INCLUDE_DIRS, TflmTree
 
 ARENA_MARGIN_PERCENT = 5          # added to the measured arena, then rounded up to 16 bytes
 ARENA_ALIGN = 16

@@ -18,7 +18,7 @@ from codegen.boards import Board
 from codegen.errors import TfgenError
 from codegen.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
 from codegen.resources import resource_dir
-from codegen.tflm_tree import PINNED_VERSION
+from codegen.tflm_fetch import PINNED_VERSION
 
 Content = str | bytes | Path          # Path: copy that file
 

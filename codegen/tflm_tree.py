@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from codegen import tflm_fetch
 from codegen.errors import TfgenError
+from codegen.tflm_fetch import PINNED_VERSION   # the esp-tflite-micro release every project uses
 from codegen.tflm_ops import load_op_set
 
 ENV_VAR = "TFGEN_TFLM_DIR"
-PINNED_VERSION = "1.3.8"          # espressif/esp-tflite-micro release every generated project uses
 KERNELS_DIR = "tensorflow/lite/micro/kernels"
 
 # The interpreter core, as esp-tflite-micro's CMakeLists.txt lists it (less the kernels).
@@ -101,15 +102,28 @@ class TflmTree:
         return [p for p in LICENSES if (self.root / p).is_file()]
 
 
-def resolve(option: Path | None = None) -> TflmTree:
-    """The TFLM tree from --tflm-dir, else TFGEN_TFLM_DIR; one clear error when neither is set."""
+def resolve(option: Path | None = None, download: bool = True) -> TflmTree:
+    """The TFLM tree, from the first of: --tflm-dir, TFGEN_TFLM_DIR, tfgen's cache, or (when
+    ``download``) the pinned esp-tflite-micro archive, downloaded, checked and cached."""
     chosen = option or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
-    if chosen is None:
+    if chosen is not None:
+        return open_tree(chosen)
+    cached = tflm_fetch.cached_tree()
+    if cached is not None:
+        return open_tree(cached)
+    if not download:
         raise TfgenError(
-            "no TFLM source tree: the generated project needs TFLM's C++ sources",
+            "no TFLM source tree: the project needs TFLM's C++ sources and none is cached",
             f"pass --tflm-dir DIR or set {ENV_VAR}=DIR, DIR being an espressif/esp-tflite-micro "
             f"v{PINNED_VERSION} checkout")
-    return open_tree(chosen)
+    return open_tree(tflm_fetch.download())
+
+
+def available(option: Path | None = None) -> TflmTree | None:
+    """The tree from --tflm-dir, TFGEN_TFLM_DIR or the cache, without downloading; None if none."""
+    if option or os.environ.get(ENV_VAR) or tflm_fetch.cached_tree():
+        return resolve(option, download=False)
+    return None
 
 
 def open_tree(root: Path) -> TflmTree:

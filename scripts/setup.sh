@@ -4,10 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Python itself, when the machine has no usable venv/ensurepip; and the Cortex-M cross compiler that
-# the firmware tests build with (they skip, saying so, where it is absent).
+# Python itself, when the machine has no usable venv/ensurepip; the Cortex-M cross compiler and QEMU
+# that the firmware tests build and run with (they skip, saying so, where these are absent).
 python_packages=(python3 python3-venv python3-pip)
-toolchain_packages=(gcc-arm-none-eabi libnewlib-arm-none-eabi)
+toolchain_packages=(g++ gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     wanted=("${toolchain_packages[@]}")

@@ -168,6 +168,7 @@ def test_float_model_is_refused(tmp_path):
 
 def test_non_esp_board_without_a_tflm_tree_says_how_to_get_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    env |= {"TFGEN_CACHE_DIR": str(tmp_path / "cache"), "TFGEN_TFLM_URL": (tmp_path / "none.tar.gz").as_uri()}
     r = subprocess.run([sys.executable, "-m", "codegen", "generate", str(model("hello_world_int8")),
                         "--board", "nucleo_f446re", "-o", str(tmp_path / "p")], capture_output=True,
                        text=True, timeout=300, env=env)
