@@ -22,9 +22,10 @@ QUANTIZE_HINT = ("convert the Keras/SavedModel source to full INT8 with "
                  "`tfgen quantize MODEL --calib DATA -o model_int8.tflite`")
 
 
-def _schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
-    return fb
+def schema():
+    """The flatbuffer schema binding the tflite_micro wheel ships (its module path varies by build)."""
+    from tflite_micro.python.tflite_micro import runtime
+    return runtime.schema_fb
 
 
 def _text(raw: bytes | None, default: str = "") -> str:
@@ -92,7 +93,7 @@ def parse_model(buf: bytes, source: str) -> ModelIR:
 
 
 def _parse(buf: bytes, source: str, r: _Reader) -> ModelIR:
-    fb = _schema()
+    fb = schema()
     op_names = _enum_names(fb.BuiltinOperator)
     type_names = {k: v.lower() for k, v in _enum_names(fb.TensorType).items()}
     op_set = load_op_set()

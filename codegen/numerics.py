@@ -6,10 +6,16 @@ import numpy as np
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") -> np.ndarray:
     """float -> integer as TFLite's AffineQuantize: float32 division, round half away from zero
-    (std::round), add the zero point, clamp to the type's range."""
+    (std::round), add the zero point, clamp to the type's range.
+
+    Where TFLite's int32 cast is undefined (beyond 2^31 steps, NaN), this saturates and maps NaN to
+    the zero point, as the firmware's helper (firmware/tfgen_quant.h) does.
+    """
     info = np.iinfo(dtype)
-    q = _round_half_away(np.asarray(x, np.float32) / np.float32(scale)).astype(np.int64)
-    return np.clip(q + zero_point, info.min, info.max).astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):     # x / scale past float32's range is inf
+        steps = _round_half_away(np.asarray(x, np.float32) / np.float32(scale))
+    steps = np.clip(np.nan_to_num(steps, nan=0.0, posinf=2.0**31, neginf=-2.0**31), -2.0**31, 2.0**31)
+    return np.clip(steps.astype(np.int64) + zero_point, info.min, info.max).astype(dtype)
 
 
 def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -17,6 +23,9 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
 
 
 def _round_half_away(x: np.ndarray) -> np.ndarray:
+    """std::round. In float64, where |x| + 0.5 is exact for a float32 x: in float32 it is not, and
+    floor(0.49999997 + 0.5) would give 1."""
+    x = np.asarray(x, np.float64)
     return np.sign(x) * np.floor(np.abs(x) + 0.5)
 
 

@@ -86,7 +86,8 @@ def work(tmp_path: Path) -> Path:
 
 
 def fb_schema():
-    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb
+    from codegen.inspection import schema
+    fb = schema()
     return fb
 
 

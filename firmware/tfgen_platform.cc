@@ -1,0 +1,95 @@
+// tfgen firmware: platform hooks (see tfgen_platform.h for how the branch is chosen).
+#include "tfgen_platform.h"
+
+#include <cstdarg>
+#include <cstdio>
+
+#if defined(ARDUINO)
+#include <Arduino.h>
+#elif defined(ESP_PLATFORM)
+#include "esp_timer.h"
+#elif defined(__unix__) || defined(__APPLE__) || defined(_WIN32)
+#define TFGEN_HOSTED_OS 1
+#include <chrono>
+#else
+#include <ctime>
+#endif
+
+namespace tfgen {
+namespace platform {
+
+namespace {
+constexpr int kPrintfBufferSize = 256;
+}  // namespace
+
+#if defined(ARDUINO)
+
+void Init() {
+  Serial.begin(115200);
+  // Boards with native USB enumerate the port late; wait a little for a terminal, not forever.
+  const unsigned long start = millis();
+  while (!Serial && millis() - start < 3000) {
+  }
+}
+
+void Print(const char* text) {
+  Serial.print(text);
+  Serial.flush();
+}
+
+std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(micros()); }
+
+const char* Name() { return "arduino"; }
+
+#elif defined(ESP_PLATFORM)
+
+void Init() {}
+
+void Print(const char* text) {
+  std::fputs(text, stdout);
+  std::fflush(stdout);
+}
+
+std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(esp_timer_get_time()); }
+
+const char* Name() { return "esp-idf"; }
+
+#else  // host, or bare metal with semihosting
+
+void Init() {}
+
+void Print(const char* text) {
+  std::fputs(text, stdout);
+  std::fflush(stdout);
+}
+
+#if defined(TFGEN_HOSTED_OS)
+std::uint32_t MicrosNow() {
+  const auto since_start = std::chrono::steady_clock::now().time_since_epoch();
+  return static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(since_start).count());
+}
+#else
+// Semihosting C libraries implement clock() (newlib: SYS_CLOCK, in centiseconds), not chrono.
+std::uint32_t MicrosNow() {
+  const std::clock_t now = std::clock();
+  return static_cast<std::uint32_t>(static_cast<unsigned long long>(now) * 1000000ULL /
+                                    static_cast<unsigned long long>(CLOCKS_PER_SEC));
+}
+#endif
+
+const char* Name() { return "host"; }
+
+#endif
+
+void Printf(const char* format, ...) {
+  char buffer[kPrintfBufferSize];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buffer, sizeof(buffer), format, args);
+  va_end(args);
+  Print(buffer);
+}
+
+}  // namespace platform
+}  // namespace tfgen

@@ -1,0 +1,337 @@
+// tfgen firmware: the inference harness (see tfgen_runtime.h).
+#include "tfgen_runtime.h"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "tensorflow/lite/schema/schema_generated.h"
+#include "tfgen_platform.h"
+#include "tfgen_quant.h"
+
+namespace tfgen {
+
+namespace {
+
+constexpr std::size_t kArenaAlignment = 16;
+constexpr int kErrorBufferSize = 256;
+
+std::size_t ElementSize(TfLiteType type) {
+  switch (type) {
+    case kTfLiteInt8:
+    case kTfLiteUInt8:
+    case kTfLiteBool:
+      return 1;
+    case kTfLiteInt16:
+    case kTfLiteUInt16:
+      return 2;
+    case kTfLiteFloat32:
+    case kTfLiteInt32:
+    case kTfLiteUInt32:
+      return 4;
+    case kTfLiteInt64:
+    case kTfLiteFloat64:
+      return 8;
+    default:
+      return 0;
+  }
+}
+
+// "[1, 49, 10, 1]" into ``out``.
+void FormatDims(const int* dims, int num_dims, char* out, std::size_t size) {
+  std::size_t used = static_cast<std::size_t>(std::snprintf(out, size, "["));
+  for (int i = 0; i < num_dims && used < size; ++i) {
+    used += static_cast<std::size_t>(
+        std::snprintf(out + used, size - used, i == 0 ? "%d" : ", %d", dims[i]));
+  }
+  if (used < size) {
+    std::snprintf(out + used, size - used, "]");
+  }
+}
+
+}  // namespace
+
+void PrintError(const char* format, ...) {
+  char buffer[kErrorBufferSize];
+  va_list args;
+  va_start(args, format);
+  std::vsnprintf(buffer, sizeof(buffer), format, args);
+  va_end(args);
+  platform::Printf("error: %s\n", buffer);
+}
+
+TensorSpec SpecOf(const tfgen_model::TensorInfo& info) {
+  return TensorSpec{info.type,  info.num_dims, info.dims, static_cast<std::size_t>(info.bytes),
+                    info.scale, info.zero_point};
+}
+
+bool CheckTensor(const TfLiteTensor& tensor, const TensorSpec& spec, const char* what) {
+  if (tensor.type != spec.type) {
+    PrintError("%s: type %s, expected %s", what, TfLiteTypeGetName(tensor.type),
+               TfLiteTypeGetName(spec.type));
+    return false;
+  }
+  const int num_dims = tensor.dims != nullptr ? tensor.dims->size : 0;
+  bool same_shape = num_dims == spec.num_dims;
+  for (int i = 0; same_shape && i < num_dims; ++i) {
+    same_shape = tensor.dims->data[i] == spec.dims[i];
+  }
+  if (!same_shape) {
+    char got[96];
+    char want[96];
+    FormatDims(tensor.dims != nullptr ? tensor.dims->data : nullptr, num_dims, got, sizeof(got));
+    FormatDims(spec.dims, spec.num_dims, want, sizeof(want));
+    PrintError("%s: shape %s, expected %s", what, got, want);
+    return false;
+  }
+  if (tensor.bytes != spec.bytes) {
+    PrintError("%s: %lu bytes, expected %lu", what, static_cast<unsigned long>(tensor.bytes),
+               static_cast<unsigned long>(spec.bytes));
+    return false;
+  }
+  // Both come from the same float32 in the flatbuffer, so they are equal, not just close.
+  if (tensor.params.scale != spec.scale || tensor.params.zero_point != spec.zero_point) {
+    PrintError("%s: scale %.9g zero point %ld, expected scale %.9g zero point %ld", what,
+               static_cast<double>(tensor.params.scale),
+               static_cast<long>(tensor.params.zero_point), static_cast<double>(spec.scale),
+               static_cast<long>(spec.zero_point));
+    return false;
+  }
+  return true;
+}
+
+Runner::~Runner() {
+  if (interpreter_ != nullptr) {
+    interpreter_->~MicroInterpreter();
+  }
+}
+
+TfLiteStatus Runner::Init() {
+  if (init_called_) {
+    PrintError("Runner::Init called twice");
+    return kTfLiteError;
+  }
+  init_called_ = true;
+
+  std::uint8_t* arena = tfgen_model::ArenaBuffer();
+  if (arena == nullptr) {
+    PrintError("no tensor arena: allocating %lu bytes failed (PSRAM missing or not enabled?)",
+               static_cast<unsigned long>(tfgen_model::kArenaSize));
+    return kTfLiteError;
+  }
+  if (reinterpret_cast<std::uintptr_t>(arena) % kArenaAlignment != 0) {
+    PrintError("tensor arena at %p is not %lu-byte aligned", static_cast<void*>(arena),
+               static_cast<unsigned long>(kArenaAlignment));
+    return kTfLiteError;
+  }
+
+  const unsigned char* data = tfgen_model::ModelData();
+  if (data == nullptr || tfgen_model::ModelSize() < 8 ||
+      !tflite::ModelBufferHasIdentifier(data)) {
+    PrintError("model %s: the embedded data is not a .tflite flatbuffer (no TFL3 identifier)",
+               tfgen_model::kModelName);
+    return kTfLiteError;
+  }
+  const tflite::Model* model = tflite::GetModel(data);
+  if (model->version() != TFLITE_SCHEMA_VERSION) {
+    PrintError("model %s has schema version %lu; this TFLM reads version %d",
+               tfgen_model::kModelName, static_cast<unsigned long>(model->version()),
+               TFLITE_SCHEMA_VERSION);
+    return kTfLiteError;
+  }
+  if (model->subgraphs() == nullptr || model->subgraphs()->size() < 1) {
+    PrintError("model %s has no subgraph", tfgen_model::kModelName);
+    return kTfLiteError;
+  }
+
+  if (tfgen_model::RegisterOps(resolver_) != kTfLiteOk) {
+    PrintError("RegisterOps failed: tfgen_model::kNumOps (%d) is smaller than the ops it adds",
+               tfgen_model::kNumOps);
+    return kTfLiteError;
+  }
+
+  tflite::MicroInterpreter* interpreter =
+      new (storage_) tflite::MicroInterpreter(model, resolver_, arena, tfgen_model::kArenaSize);
+  if (interpreter->initialization_status() != kTfLiteOk) {
+    PrintError("the TFLM interpreter did not initialize (see TFLM's message above)");
+    interpreter->~MicroInterpreter();
+    return kTfLiteError;
+  }
+  if (interpreter->AllocateTensors() != kTfLiteOk) {
+    PrintError(
+        "AllocateTensors failed: the arena (%lu bytes) is too small, or an op is missing from "
+        "RegisterOps (see TFLM's message above)",
+        static_cast<unsigned long>(tfgen_model::kArenaSize));
+    interpreter->~MicroInterpreter();
+    return kTfLiteError;
+  }
+  interpreter_ = interpreter;
+  if (CheckModelTensors() != kTfLiteOk) {
+    interpreter_->~MicroInterpreter();
+    interpreter_ = nullptr;
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus Runner::CheckModelTensors() {
+  const int num_inputs = static_cast<int>(interpreter_->inputs_size());
+  const int num_outputs = static_cast<int>(interpreter_->outputs_size());
+  if (num_inputs != tfgen_model::kNumInputs || num_outputs != tfgen_model::kNumOutputs) {
+    PrintError(
+        "model %s has %d inputs and %d outputs, tfgen_model.h says %d and %d: regenerate the "
+        "project",
+        tfgen_model::kModelName, num_inputs, num_outputs, tfgen_model::kNumInputs,
+        tfgen_model::kNumOutputs);
+    return kTfLiteError;
+  }
+  bool ok = true;
+  char what[80];
+  for (int i = 0; i < num_inputs; ++i) {
+    std::snprintf(what, sizeof(what), "input %d (%s) against tfgen_model.h", i,
+                  tfgen_model::kInputs[i].name);
+    ok = CheckTensor(*interpreter_->input(i), SpecOf(tfgen_model::kInputs[i]), what) && ok;
+  }
+  for (int i = 0; i < num_outputs; ++i) {
+    std::snprintf(what, sizeof(what), "output %d (%s) against tfgen_model.h", i,
+                  tfgen_model::kOutputs[i].name);
+    ok = CheckTensor(*interpreter_->output(i), SpecOf(tfgen_model::kOutputs[i]), what) && ok;
+  }
+  if (!ok) {
+    PrintError("tfgen_model.h does not describe model %s: regenerate the project",
+               tfgen_model::kModelName);
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteStatus Runner::Invoke() {
+  if (interpreter_ == nullptr) {
+    PrintError("Invoke before a successful Init");
+    return kTfLiteError;
+  }
+  const std::uint32_t start = platform::MicrosNow();
+  const TfLiteStatus status = interpreter_->Invoke();
+  const std::uint32_t elapsed = platform::MicrosNow() - start;
+  if (status != kTfLiteOk) {
+    PrintError("Invoke failed (see TFLM's message above)");
+    return status;
+  }
+  last_invoke_us_ = elapsed;
+  return kTfLiteOk;
+}
+
+TfLiteStatus Runner::Reset() {
+  if (interpreter_ == nullptr) {
+    PrintError("Reset before a successful Init");
+    return kTfLiteError;
+  }
+  if (interpreter_->Reset() != kTfLiteOk) {
+    PrintError("Reset failed (see TFLM's message above)");
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteTensor* Runner::input(int index) {
+  return Tensor(true, index, nullptr, nullptr);
+}
+
+TfLiteTensor* Runner::output(int index) {
+  return Tensor(false, index, nullptr, nullptr);
+}
+
+TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type,
+                             std::size_t* elements) {
+  const char* kind = is_input ? "input" : "output";
+  const int count = is_input ? tfgen_model::kNumInputs : tfgen_model::kNumOutputs;
+  if (interpreter_ == nullptr) {
+    PrintError("%s %d requested before a successful Init", kind, index);
+    return nullptr;
+  }
+  if (index < 0 || index >= count) {
+    PrintError("no %s %d: the model has %d", kind, index, count);
+    return nullptr;
+  }
+  TfLiteTensor* tensor = is_input ? interpreter_->input(static_cast<std::size_t>(index))
+                                  : interpreter_->output(static_cast<std::size_t>(index));
+  if (tensor != nullptr && type != nullptr) {
+    *type = tensor->type;
+    const std::size_t size = ElementSize(tensor->type);
+    *elements = size != 0 ? tensor->bytes / size : 0;
+  }
+  return tensor;
+}
+
+TfLiteStatus Runner::SetInputFloats(int index, const float* values, std::size_t count,
+                                    std::size_t first) {
+  TfLiteType type = kTfLiteNoType;
+  std::size_t elements = 0;
+  TfLiteTensor* tensor = Tensor(true, index, &type, &elements);
+  if (tensor == nullptr) {
+    return kTfLiteError;
+  }
+  if (first > elements || count > elements - first) {
+    PrintError("input %d holds %lu values; cannot set [%lu, %lu)", index,
+               static_cast<unsigned long>(elements), static_cast<unsigned long>(first),
+               static_cast<unsigned long>(first + count));
+    return kTfLiteError;
+  }
+  const float scale = tensor->params.scale;
+  const std::int32_t zero_point = tensor->params.zero_point;
+  switch (type) {
+    case kTfLiteInt8:
+      AffineQuantize(values, tensor->data.int8 + first, count, scale, zero_point);
+      return kTfLiteOk;
+    case kTfLiteInt16:
+      AffineQuantize(values, tensor->data.i16 + first, count, scale, zero_point);
+      return kTfLiteOk;
+    case kTfLiteFloat32:
+      std::memcpy(tensor->data.f + first, values, count * sizeof(float));
+      return kTfLiteOk;
+    default:
+      PrintError("input %d is %s; SetInputFloats takes int8, int16 and float32 inputs", index,
+                 TfLiteTypeGetName(type));
+      return kTfLiteError;
+  }
+}
+
+TfLiteStatus Runner::GetOutputFloats(int index, float* values, std::size_t count,
+                                     std::size_t first) {
+  TfLiteType type = kTfLiteNoType;
+  std::size_t elements = 0;
+  TfLiteTensor* tensor = Tensor(false, index, &type, &elements);
+  if (tensor == nullptr) {
+    return kTfLiteError;
+  }
+  if (first > elements || count > elements - first) {
+    PrintError("output %d holds %lu values; cannot get [%lu, %lu)", index,
+               static_cast<unsigned long>(elements), static_cast<unsigned long>(first),
+               static_cast<unsigned long>(first + count));
+    return kTfLiteError;
+  }
+  const float scale = tensor->params.scale;
+  const std::int32_t zero_point = tensor->params.zero_point;
+  switch (type) {
+    case kTfLiteInt8:
+      Dequantize(tensor->data.int8 + first, values, count, scale, zero_point);
+      return kTfLiteOk;
+    case kTfLiteInt16:
+      Dequantize(tensor->data.i16 + first, values, count, scale, zero_point);
+      return kTfLiteOk;
+    case kTfLiteFloat32:
+      std::memcpy(values, tensor->data.f + first, count * sizeof(float));
+      return kTfLiteOk;
+    default:
+      PrintError("output %d is %s; GetOutputFloats takes int8, int16 and float32 outputs", index,
+                 TfLiteTypeGetName(type));
+      return kTfLiteError;
+  }
+}
+
+std::size_t Runner::arena_used_bytes() const {
+  return interpreter_ != nullptr ? interpreter_->arena_used_bytes() : 0;
+}
+
+}  // namespace tfgen

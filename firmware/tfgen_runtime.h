@@ -1,0 +1,97 @@
+// tfgen firmware: the inference harness around TFLM's MicroInterpreter.
+//
+// A Runner owns the interpreter built from what the generated tfgen_model.h provides (the model,
+// the op resolver filled by RegisterOps, the arena). Init() checks every step and the generated
+// header against the model itself, so a stale or hand-edited header fails loudly at start-up
+// instead of computing garbage. Every failure is printed as one `error: ...` line.
+#ifndef TFGEN_RUNTIME_H_
+#define TFGEN_RUNTIME_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tfgen_model.h"
+
+namespace tfgen {
+
+// What a tensor is expected to look like; from tfgen_model::TensorInfo or a vector file.
+struct TensorSpec {
+  TfLiteType type;
+  int num_dims;
+  const int* dims;
+  std::size_t bytes;
+  float scale;
+  std::int32_t zero_point;
+};
+
+TensorSpec SpecOf(const tfgen_model::TensorInfo& info);
+
+// True when ``tensor`` has exactly the spec's type, shape, size, scale and zero point; otherwise
+// prints one `error:` line naming ``what`` ("input 0 ..."), the field, and both values.
+bool CheckTensor(const TfLiteTensor& tensor, const TensorSpec& spec, const char* what);
+
+// Prints `error: <message>` and a newline.
+void PrintError(const char* format, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+class Runner {
+ public:
+  Runner() = default;
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Checks the arena and the model's schema version, registers the ops, builds the interpreter,
+  // allocates the tensors and checks inputs and outputs against tfgen_model::kInputs/kOutputs.
+  // kTfLiteOk only if all of that worked; call once.
+  TfLiteStatus Init();
+  bool ready() const { return interpreter_ != nullptr; }
+
+  // Runs the model once and records how long it took.
+  TfLiteStatus Invoke();
+
+  // Puts variable tensors (the state of LSTMs and other stateful models) back to their initial
+  // values, so the next Invoke does not depend on earlier ones.
+  TfLiteStatus Reset();
+
+  int inputs_size() const { return tfgen_model::kNumInputs; }
+  int outputs_size() const { return tfgen_model::kNumOutputs; }
+  // nullptr (and an error line) before a successful Init or for an index out of range.
+  TfLiteTensor* input(int index);
+  TfLiteTensor* output(int index);
+
+  // Quantizes ``count`` floats into elements [first, first + count) of input ``index`` with the
+  // input's scale and zero point (int8 and int16 inputs; float32 inputs are copied).
+  TfLiteStatus SetInputFloats(int index, const float* values, std::size_t count,
+                              std::size_t first = 0);
+  // Dequantizes elements [first, first + count) of output ``index`` into ``values``.
+  TfLiteStatus GetOutputFloats(int index, float* values, std::size_t count,
+                               std::size_t first = 0);
+
+  // Bytes of the arena the interpreter actually uses (valid after Init).
+  std::size_t arena_used_bytes() const;
+  // Duration of the last successful Invoke, in microseconds.
+  std::uint32_t last_invoke_us() const { return last_invoke_us_; }
+
+  tflite::MicroInterpreter* interpreter() { return interpreter_; }
+
+ private:
+  TfLiteStatus CheckModelTensors();
+  TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t* elements);
+
+  tfgen_model::OpResolver resolver_;
+  // The interpreter is built in place once Init has checked what its constructor relies on
+  // (an arena, a model of the right schema); no heap is used.
+  alignas(tflite::MicroInterpreter) unsigned char storage_[sizeof(tflite::MicroInterpreter)];
+  tflite::MicroInterpreter* interpreter_ = nullptr;
+  bool init_called_ = false;
+  std::uint32_t last_invoke_us_ = 0;
+};
+
+}  // namespace tfgen
+
+#endif  // TFGEN_RUNTIME_H_

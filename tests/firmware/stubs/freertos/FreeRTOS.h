@@ -1,0 +1,5 @@
+// Compile-only stand-in for ESP-IDF's FreeRTOS.h.
+#pragma once
+#include <cstdint>
+typedef std::uint32_t TickType_t;
+#define pdMS_TO_TICKS(ms) (static_cast<TickType_t>(ms))

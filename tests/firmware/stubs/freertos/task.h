@@ -1,0 +1,3 @@
+// Compile-only stand-in for ESP-IDF's freertos/task.h.
+#pragma once
+extern "C" void vTaskDelay(TickType_t ticks);
