@@ -265,6 +265,39 @@ def _environments(project) -> list[str]:
     return envs
 
 
+class Verify(Command):
+    name = "verify"
+    help = "build the firmware for host or QEMU, run test vectors, compare with the oracle byte for byte"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="full-INT8 .tflite model")
+        p.add_argument("--board", required=True, choices=("host", "mps2_an386"),
+                       help="host (native simulation) or mps2_an386 (Cortex-M4F in QEMU)")
+        src = p.add_mutually_exclusive_group()
+        src.add_argument("--vectors", type=int, default=None, metavar="N", help="N random vectors (default 100)")
+        src.add_argument("--inputs", type=Path, metavar="X.npy", help="inputs, as for `tfgen reference`")
+        p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+        p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def run(self, args):
+        import shlex
+        from codegen import boards, reference, verify
+        from codegen.inspection import require_tflm_int8
+        from codegen.textreport import verify_text
+        model, ir = _load_ir(args.model)
+        require_tflm_int8(ir)
+        board = boards.get_board(args.board)
+        if args.inputs:
+            inputs = reference.inputs_from_file(ir, args.inputs)
+        else:
+            inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
+        command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
+        result = verify.verify(ir, model, board, inputs, args.tflm_dir, command)
+        emit(result.to_dict(), args.json, verify_text)
+        return 0 if result.ok else 1
+
+
 class Boards(Command):
     name = "boards"
     help = "list the boards tfgen knows: flash, RAM, core, kernels, arena placement"
@@ -281,7 +314,7 @@ class Boards(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Boards)
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Boards)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -64,11 +64,37 @@ C_FLAGS = ("-std=c11",)
 TFLM_WARNINGS = ("-w",)
 APP_WARNINGS = ("-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wvla", "-Wdouble-promotion",
                 "-Wsign-compare", "-Wmissing-field-initializers", "-Wnon-virtual-dtor")
+CXX_ONLY_WARNINGS = ("-Wnon-virtual-dtor",)
 TEST_MODE_FLAGS = ("-DTFGEN_TEST_MODE",)
 LINK_FLAGS = ("-Wl,--gc-sections",)
 LIBS = ("-lm",)
 
 _SOURCE_SUFFIXES = {".cc": "c++", ".cpp": "c++", ".cxx": "c++", ".c": "c"}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the program runs: its compilers, the flags that differ, what it links and leaves out."""
+    name: str
+    cxx: str
+    cc: str
+    arch_flags: tuple[str, ...]      # replaces COMMON_FLAGS' optimization level and adds the CPU
+    link_flags: tuple[str, ...]
+    libs: tuple[str, ...]
+    src_excluded: tuple[str, ...]
+    output: str                      # project-relative
+
+
+HOST = Target("host", CXX, CC, (), LINK_FLAGS, LIBS, SRC_EXCLUDED, DEFAULT_OUTPUT)
+# QEMU's mps2-an386: Cortex-M4F, -Os as embedded builds are made, semihosting for output and exit,
+# start-up code and linker script from src/qemu/ (firmware/qemu/).
+QEMU_M4F = Target(
+    "mps2_an386", "arm-none-eabi-g++", "arm-none-eabi-gcc",
+    ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-DTFGEN_SEMIHOSTING"),
+    ("--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-T", "src/qemu/mps2_an386.ld",
+     "-Wl,--gc-sections", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+    ("-lm",), (), "build/qemu/firmware.elf")
+TARGETS = {t.name: t for t in (HOST, QEMU_M4F)}
 
 
 @dataclass(frozen=True)
@@ -120,9 +146,11 @@ def include_flags(for_app: bool) -> list[str]:
     return ["-I" + d for d in dirs]
 
 
-def units(project: Path, test_mode: bool = True, cxx: str = CXX, cc: str = CC) -> list[CompileUnit]:
+def units(project: Path, test_mode: bool = True, target: Target = HOST) -> list[CompileUnit]:
     """What to compile: every source under src/ and lib/tflm/, with its flags."""
     project = Path(project)
+    common = [f for f in COMMON_FLAGS if not (target.arch_flags and f.startswith("-O"))]
+    common += target.arch_flags
     found = []
     for top, for_app in ((SRC_DIR, True), (TFLM_DIR, False)):
         base = project / top
@@ -133,31 +161,35 @@ def units(project: Path, test_mode: bool = True, cxx: str = CXX, cc: str = CC) -
             raise TfgenError(f"{project}: no {top}/ directory, so no TFLM sources to build for the host",
                              f"generate it with --tflm-dir DIR (or {ENV_VAR}=DIR) so it carries them")
         for path in sorted(p for p in base.rglob("*") if p.suffix in _SOURCE_SUFFIXES and p.is_file()):
-            if path.relative_to(project).as_posix().startswith(SRC_EXCLUDED):
+            if path.relative_to(project).as_posix().startswith(target.src_excluded):
                 continue
             language = _SOURCE_SUFFIXES[path.suffix]
-            flags = [*COMMON_FLAGS, *(CXX_FLAGS if language == "c++" else C_FLAGS),
-                     *(APP_WARNINGS if for_app else TFLM_WARNINGS), *include_flags(for_app)]
+            flags = [*common, *(CXX_FLAGS if language == "c++" else C_FLAGS),
+                     *(_app_warnings(language) if for_app else TFLM_WARNINGS), *include_flags(for_app)]
             if for_app and test_mode:
                 flags += TEST_MODE_FLAGS
             found.append(CompileUnit(path.relative_to(project).as_posix(),
-                                     cxx if language == "c++" else cc, tuple(flags)))
+                                     target.cxx if language == "c++" else target.cc, tuple(flags)))
     if not any(u.source.startswith(SRC_DIR + "/") for u in found):
         raise TfgenError(f"{project}/{SRC_DIR}: no C++ sources", "generate the project with `tfgen generate`")
     return found
 
 
+def _app_warnings(language: str) -> tuple[str, ...]:
+    return APP_WARNINGS if language == "c++" else tuple(w for w in APP_WARNINGS if w not in CXX_ONLY_WARNINGS)
+
+
 def build(project: Path, output: Path | None = None, *, test_mode: bool = True, jobs: int = JOBS,
-          cache: Path | None = None, cxx: str = CXX, cc: str = CC) -> HostBuild:
+          cache: Path | None = None, target: Target = HOST) -> HostBuild:
     """Compile (or take from the cache) every source of ``project`` and link the program.
 
-    ``output`` defaults to ``<project>/build/host/program``. Raises TfgenError naming the file and
-    the compiler's first error line when something does not compile.
+    ``output`` defaults to the target's (``<project>/build/host/program`` for the host). Raises
+    TfgenError naming the file and the compiler's first error line when something does not compile.
     """
     start = time.monotonic()
     project = Path(project).resolve()
-    output = Path(output).resolve() if output else project / DEFAULT_OUTPUT
-    todo = units(project, test_mode, cxx, cc)
+    output = Path(output).resolve() if output else project / target.output
+    todo = units(project, test_mode, target)
     store = _ObjectCache(Path(cache) if cache else cache_dir(), project)
     identities = {c: _compiler_identity(c) for c in sorted({u.compiler for u in todo})}
 
@@ -172,9 +204,14 @@ def build(project: Path, output: Path | None = None, *, test_mode: bool = True, 
 
     output.parent.mkdir(parents=True, exist_ok=True)
     objects = [obj for obj, _ in results]
-    proc.run([cxx, *LINK_FLAGS, "-o", output, *objects, *LIBS], what=f"linking {output.name}",
-             timeout=LINK_TIMEOUT_S, cwd=project, hint="a symbol is missing or defined twice: "
-             "check that the project's src/ and lib/tflm/ come from one `tfgen generate`")
+    linked = proc.run([target.cxx, *target.link_flags, "-o", output, *objects, *target.libs],
+                      what=f"linking {output.name}", timeout=LINK_TIMEOUT_S, cwd=project, check=False)
+    if linked.returncode != 0:
+        lines = [l for l in linked.stderr.splitlines() if "undefined reference" in l or "multiple definition"
+                 in l or "error" in l.lower()]
+        raise TfgenError(f"{project.name}: linking {output.name} failed: {(lines or ['no message'])[0].strip()}",
+                         "a symbol is missing or defined twice: check that the project's src/ and lib/tflm/ "
+                         "come from one `tfgen generate`")
     done = time.monotonic()
     compiled = tuple(u.source for u, (_, fresh) in zip(todo, results) if fresh)
     reused = tuple(u.source for u, (_, fresh) in zip(todo, results) if not fresh)

@@ -102,3 +102,30 @@ def generate_text(r: dict) -> str:
         f"(measured {r['arena_measured']:,} on the 64-bit host, plus margin)",
         f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
         f"next       cd {r['project']} && pio run" ])
+
+
+def verify_text(r: dict) -> str:
+    verdict = "PASS: byte-exact" if r["ok"] else "FAIL"
+    out = [f"{verdict}   {r['model']} on {r['board']}: {r['vectors']} vectors, {r['bytes_compared']:,} bytes "
+           f"compared, {r['mismatched_bytes']:,} mismatched"
+           + (f" (at most {r['max_lsb_difference']} LSB)" if r["mismatched_bytes"] else "")]
+    m = r["first_mismatch"]
+    if m:
+        out.append(f"first mismatch: vector {m['vector']}, output {m['output']}[{m['index']}]: "
+                   f"expected {m['expected']}, got {m['got']}")
+    if r["missing_outputs"]:
+        out.append(f"missing: the firmware printed no result for {r['missing_outputs']} vector outputs")
+    for e in r["firmware_errors"]:
+        out.append(f"firmware: error: {e}")
+    bits = r["target_bits"]
+    out.append(f"arena      {_cell(r['arena_used_bytes'])} bytes used on the {bits}-bit target, of "
+               f"{r['arena_size']:,} generated ({r['host_arena_64bit']:,} measured on the 64-bit host)")
+    if r["instructions_per_inference"] is not None:
+        out.append(f"cost       {r['instructions_per_inference']:,} instructions per inference "
+                   "(QEMU -icount, to 1,000)")
+    b = r["build"]
+    out.append(f"build      {b['seconds']:.1f} s ({b['compiled']} compiled, {b['reused']} from the cache"
+               f"{', warm' if b['warm'] else ''}); run {r['run_seconds']:.1f} s")
+    out.append(f"versions   firmware TFLM {r['tflm']}; oracle tflite_micro {r['oracle']}")
+    out += [f"note: {n}" for n in r["notes"]]
+    return "\n".join(out)

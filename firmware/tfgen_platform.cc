@@ -8,6 +8,8 @@
 #include <Arduino.h>
 #elif defined(ESP_PLATFORM)
 #include "esp_timer.h"
+#elif defined(TFGEN_SEMIHOSTING)
+#include <cstdint>
 #elif defined(__unix__) || defined(__APPLE__) || defined(_WIN32)
 #define TFGEN_HOSTED_OS 1
 #include <chrono>
@@ -53,6 +55,41 @@ void Print(const char* text) {
 std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(esp_timer_get_time()); }
 
 const char* Name() { return "esp-idf"; }
+
+#elif defined(TFGEN_SEMIHOSTING)
+// Bare metal under QEMU (mps2-an386, 25 MHz): time from SysTick, which runs on QEMU's virtual clock.
+// Under `qemu-system-arm -icount shift=0` one instruction takes one virtual nanosecond, so a
+// microsecond here is 1,000 instructions, deterministically.
+
+namespace {
+constexpr std::uint32_t kSysTickHz = 25000000u;
+volatile std::uint32_t* const kSystCsr = reinterpret_cast<volatile std::uint32_t*>(0xE000E010u);
+volatile std::uint32_t* const kSystRvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E014u);
+volatile std::uint32_t* const kSystCvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E018u);
+std::uint32_t last_count = 0;
+unsigned long long elapsed_ticks = 0;
+}  // namespace
+
+void Init() {
+  *kSystRvr = 0x00FFFFFFu;
+  *kSystCvr = 0;
+  *kSystCsr = 0x5u;  // processor clock, no interrupt, enabled
+}
+
+void Print(const char* text) {
+  std::fputs(text, stdout);
+  std::fflush(stdout);
+}
+
+// SysTick counts down over 24 bits; read often enough (every 2^24 ticks) the wraps are accounted for.
+std::uint32_t MicrosNow() {
+  const std::uint32_t count = 0x00FFFFFFu - (*kSystCvr & 0x00FFFFFFu);
+  elapsed_ticks += (count - last_count) & 0x00FFFFFFu;
+  last_count = count;
+  return static_cast<std::uint32_t>(elapsed_ticks / (kSysTickHz / 1000000u));
+}
+
+const char* Name() { return "qemu-mps2-an386"; }
 
 #else  // host, or bare metal with semihosting
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "tensorflow/compiler/mlir/lite/schema/schema_utils.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #include "tfgen_platform.h"
 #include "tfgen_quant.h"
@@ -151,6 +152,8 @@ TfLiteStatus Runner::Init() {
     return kTfLiteError;
   }
 
+  if (CheckOpsRegistered(model) != kTfLiteOk) return kTfLiteError;
+
   tflite::MicroInterpreter* interpreter =
       new (storage_) tflite::MicroInterpreter(model, resolver_, arena, tfgen_model::kArenaSize);
   if (interpreter->initialization_status() != kTfLiteOk) {
@@ -160,8 +163,8 @@ TfLiteStatus Runner::Init() {
   }
   if (interpreter->AllocateTensors() != kTfLiteOk) {
     PrintError(
-        "AllocateTensors failed: the arena (%lu bytes) is too small, or an op is missing from "
-        "RegisterOps (see TFLM's message above)",
+        "AllocateTensors failed: the tensor arena (kArenaSize, %lu bytes) is too small for this "
+        "model (see TFLM's message above)",
         static_cast<unsigned long>(tfgen_model::kArenaSize));
     interpreter->~MicroInterpreter();
     return kTfLiteError;
@@ -173,6 +176,28 @@ TfLiteStatus Runner::Init() {
     return kTfLiteError;
   }
   return kTfLiteOk;
+}
+
+TfLiteStatus Runner::CheckOpsRegistered(const tflite::Model* model) {
+  const auto* codes = model->operator_codes();
+  if (codes == nullptr) return kTfLiteOk;
+  bool ok = true;
+  for (const tflite::OperatorCode* code : *codes) {
+    const tflite::BuiltinOperator op = tflite::GetBuiltinCode(code);
+    if (op == tflite::BuiltinOperator_CUSTOM) {
+      const char* name = code->custom_code() != nullptr ? code->custom_code()->c_str() : "";
+      if (resolver_.FindOp(name) == nullptr) {
+        PrintError("custom op %s is not registered: RegisterOps lacks it (regenerate the project)",
+                   name);
+        ok = false;
+      }
+    } else if (resolver_.FindOp(op) == nullptr) {
+      PrintError("op %s is not registered: RegisterOps lacks it (regenerate the project)",
+                 tflite::EnumNameBuiltinOperator(op));
+      ok = false;
+    }
+  }
+  return ok ? kTfLiteOk : kTfLiteError;
 }
 
 TfLiteStatus Runner::CheckModelTensors() {

@@ -80,6 +80,7 @@ class Runner {
   tflite::MicroInterpreter* interpreter() { return interpreter_; }
 
  private:
+  TfLiteStatus CheckOpsRegistered(const tflite::Model* model);
   TfLiteStatus CheckModelTensors();
   TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t* elements);
 

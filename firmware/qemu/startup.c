@@ -20,9 +20,11 @@ void Reset_Handler(void) {
   exit(main());
 }
 
-/* -nostartfiles drops crti/crtn; __libc_init_array still calls _init. */
+/* -nostartfiles drops crti/crtn and crtbegin: __libc_init_array still calls _init, and C++ static
+ * destructors are registered against __dso_handle. */
 void _init(void) {}
 void _fini(void) {}
+void* __dso_handle = 0;
 
 static void Fault_Handler(void) { exit(86); } /* any fault or unexpected interrupt ends the run */
 

@@ -1,0 +1,162 @@
+"""Verify: build the generated firmware, run it on test vectors, compare with the oracle byte for byte.
+
+``host``: the project's own sources compiled with the system g++ and run natively. ``mps2_an386``:
+compiled with arm-none-eabi-g++ for Cortex-M4F and run in ``qemu-system-arm -M mps2-an386`` with
+semihosting, under ``-icount shift=0`` so that time is instructions (one per virtual nanosecond).
+Objects are cached (``hostbuild``), so a second verify of the same model rebuilds nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codegen import hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
+from codegen.boards import Board
+from codegen.errors import TfgenError
+from codegen.ir import ModelIR
+
+QEMU = "qemu-system-arm"
+QEMU_TIMEOUT_S = 900
+BOARDS = {"host": hostbuild.HOST, "mps2_an386": hostbuild.QEMU_M4F}
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    board: str
+    model: str
+    comparison: replay.Comparison
+    log: replay.ReplayLog
+    build: hostbuild.HostBuild
+    run_seconds: float
+    arena_size: int
+    host_arena: int
+    tflm: str
+    oracle: str
+    exit_status: int
+    instructions_per_inference: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return self.comparison.ok and not self.log.errors and self.log.result == "pass"
+
+    def to_dict(self) -> dict:
+        c = self.comparison
+        first = c.differences[0] if c.differences else None
+        return {
+            "board": self.board, "model": self.model, "ok": self.ok, "vectors": c.vectors,
+            "bytes_compared": c.bytes_compared, "mismatched_bytes": c.mismatched_bytes,
+            "max_lsb_difference": c.max_lsb, "missing_outputs": len(c.missing),
+            "first_mismatch": first and {"vector": first.vector, "output": first.output,
+                                         "index": first.index, "expected": first.expected,
+                                         "got": first.got},
+            "firmware_errors": list(self.log.errors),
+            "arena_used_bytes": _int(self.log.summary.get("arena_used")),
+            "arena_size": self.arena_size, "host_arena_64bit": self.host_arena,
+            "target_bits": 64 if self.board == "host" else 32,
+            "instructions_per_inference": self.instructions_per_inference,
+            "invoke_us_mean": _int(self.log.summary.get("invoke_us_mean")),
+            "build": self.build.to_dict(), "run_seconds": round(self.run_seconds, 3),
+            "tflm": self.tflm, "oracle": self.oracle, "notes": list(self.notes),
+        }
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
+def work_dir(ir: ModelIR, board: str) -> Path:
+    return hostbuild.cache_dir().parent / "verify" / f"{Path(ir.source).stem}-{ir.sha256[:12]}-{board}"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A generated project with test vectors embedded, ready to build."""
+    project: Path
+    board: Board
+    source: str
+    vectors: vectors.VectorSet
+    host_arena: int
+    arena_size: int
+    tflm: str
+
+
+def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
+            out: Path | None = None) -> Prepared:
+    """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded."""
+    if board.name not in BOARDS:
+        raise TfgenError(f"verify runs on {', '.join(BOARDS)}, not {board.name}",
+                         "verify on host (simulation) or mps2_an386 (QEMU Cortex-M4F); "
+                         f"`tfgen build --board {board.name}` checks the board's build")
+    target = BOARDS[board.name]
+    if board.name == "mps2_an386":
+        for tool in (target.cxx, QEMU):
+            if not shutil.which(tool):
+                raise TfgenError(f"verify on mps2_an386 needs {tool}, which is not installed",
+                                 "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                                 "libstdc++-arm-none-eabi-newlib qemu-system-arm")
+    tree = tflm_tree.resolve(tflm_dir)
+    ref = reference.run_reference(ir, model, inputs, crosscheck=False)
+    project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command)
+    files = render.render_project(project, board, model, vectors.encode(ref.vectors))
+    out = out or work_dir(ir, board.name) / "project"
+    _refresh(files, out)
+    return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size, tree.version)
+
+
+def build_and_run(prep: Prepared) -> VerifyResult:
+    """Build the project for its board, run it, and compare every output byte with the oracle's."""
+    built = hostbuild.build(prep.project, target=BOARDS[prep.board.name])
+    start = time.monotonic()
+    if prep.board.name == "host":
+        result = hostbuild.run_program(built.executable)
+    else:
+        result = proc.run([QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0",
+                           "-nographic", "-monitor", "none", "-serial", "none",
+                           "-semihosting-config", "enable=on,target=native", "-kernel", built.executable],
+                          what="QEMU (mps2-an386)", timeout=QEMU_TIMEOUT_S, check=False,
+                          hint="the firmware hung or faulted in QEMU")
+    seconds = time.monotonic() - start
+    log = replay.parse(result.stdout)
+    comparison = replay.compare(prep.vectors, log)
+    instructions = None
+    if prep.board.name == "mps2_an386" and _int(log.summary.get("invoke_us_mean")) is not None:
+        instructions = _int(log.summary["invoke_us_mean"]) * 1000    # -icount shift=0: 1 ns = 1 insn
+    notes = []
+    oracle_version = oracle.tflm_version()
+    if comparison.mismatched_bytes:
+        notes.append(f"the firmware's TFLM is {prep.tflm}, the oracle is tflite_micro {oracle_version}; "
+                     "a difference can come from their versions (see README: Pinned dependencies)")
+    if result.returncode not in (0, 1) or (not log.summary and result.returncode != 0):
+        notes.append(f"the firmware {proc.describe_status(result.returncode)}: "
+                     + proc.tail(result.stderr or result.stdout, 3).replace("\n", " | "))
+    return VerifyResult(prep.board.name, prep.source, comparison, log, built, seconds, prep.arena_size,
+                        prep.host_arena, prep.tflm, oracle_version, result.returncode,
+                        instructions, tuple(notes))
+
+
+def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None,
+           command: str) -> VerifyResult:
+    return build_and_run(prepare(ir, model, board, inputs, tflm_dir, command))
+
+
+def _refresh(files: dict, project: Path) -> None:
+    """Write the project into ``project``, touching only files whose bytes changed, and remove files
+    it no longer has (but not its build output)."""
+    wanted = set(files)
+    for rel, content in files.items():
+        dest = project / rel
+        data = content.read_bytes() if isinstance(content, Path) else (
+            content if isinstance(content, bytes) else content.encode("utf-8"))
+        if dest.is_file() and hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(data).digest():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+    if project.is_dir():
+        for path in sorted(project.rglob("*"), reverse=True):
+            rel = path.relative_to(project).as_posix()
+            if path.is_file() and rel not in wanted and not rel.startswith("build/"):
+                path.unlink()

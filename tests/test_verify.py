@@ -1,0 +1,136 @@
+"""`tfgen verify`: the generated firmware, built for the host and for Cortex-M4F in QEMU, computes
+byte for byte what TFLM's Python interpreter computes; broken projects fail with their cause named."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from codegen import boards, inspection, reference, verify
+from codegen.tflm_tree import ENV_VAR
+from conftest import model, run_tfgen
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not os.environ.get(ENV_VAR),
+                                 reason=f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")]
+
+BOARDS = ["host", "mps2_an386"]
+
+
+def needs_board_tools(board: str) -> None:
+    if board == "mps2_an386":
+        for tool in ("arm-none-eabi-g++", "qemu-system-arm"):
+            if not shutil.which(tool):
+                pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi, qemu-system-arm)")
+
+
+@pytest.fixture(scope="module")
+def digits_int8(digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits") / "digits_int8.tflite"
+    r = run_tfgen("quantize", digits / "model.keras", "--calib", digits / "calib.npy", "-o", out)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def verify_cli(path, board, *extra):
+    start = time.monotonic()
+    r = run_tfgen("verify", path, "--board", board, "--json", *extra, timeout=3600)
+    assert r.returncode in (0, 1), r.stderr
+    report = json.loads(r.stdout)
+    report["wall_seconds"] = time.monotonic() - start
+    return r.returncode, report
+
+
+@pytest.mark.parametrize("board", BOARDS)
+@pytest.mark.parametrize("name", ["hello_world_int8", "ad01_int8", "kws_ref_model", "digits"])
+def test_firmware_matches_the_oracle_on_100_vectors(name, board, digits_int8):
+    needs_board_tools(board)
+    path = digits_int8 if name == "digits" else model(name)
+    status, r = verify_cli(path, board, "--vectors", 100)
+    ir = inspection.parse_model(path.read_bytes(), path.name)
+    print(f"\n{name} on {board}: {r['mismatched_bytes']} of {r['bytes_compared']} bytes differ; arena used "
+          f"{r['arena_used_bytes']} ({r['target_bits']}-bit) of {r['arena_size']}, host {r['host_arena_64bit']}; "
+          f"{r['instructions_per_inference']} instructions/inference; build {r['build']['seconds']} s "
+          f"({r['build']['compiled']} compiled); verify {r['wall_seconds']:.1f} s")
+    assert status == 0 and r["ok"], r
+    assert r["vectors"] == 100 and r["mismatched_bytes"] == 0 and r["missing_outputs"] == 0
+    assert r["bytes_compared"] == 100 * sum(t.elements for t in ir.outputs)
+    assert 0 < r["arena_used_bytes"] <= r["arena_size"]
+    if board == "mps2_an386":
+        assert r["target_bits"] == 32 and r["arena_used_bytes"] < r["host_arena_64bit"]
+        assert r["instructions_per_inference"] > 0
+    assert r["oracle"].startswith("0.dev20260930204519") and r["tflm"] == "esp-tflite-micro 1.3.8"
+
+
+def test_kws_costs_what_the_reference_kernels_cost_on_cortex_m4f():
+    """Measured by hand before tfgen existed: 258.9 M instructions, 22,772 bytes of arena (32-bit)."""
+    needs_board_tools("mps2_an386")
+    status, r = verify_cli(model("kws_ref_model"), "mps2_an386", "--vectors", 2)
+    assert status == 0
+    assert r["arena_used_bytes"] == 22772
+    assert 258_000_000 < r["instructions_per_inference"] < 260_000_000
+
+
+def test_warm_verify_rebuilds_nothing():
+    path = model("hello_world_int8")
+    verify_cli(path, "host", "--vectors", 100)
+    status, warm = verify_cli(path, "host", "--vectors", 100)
+    print(f"\nwarm verify of hello_world on host: {warm['wall_seconds']:.1f} s "
+          f"(build {warm['build']['seconds']} s)")
+    assert status == 0 and warm["build"]["compiled"] == 0 and warm["build"]["warm"]
+
+
+def broken(tmp_path, name, file, pattern, replacement):
+    """A project prepared for `verify` on the host, then damaged by one regex substitution."""
+    path = model(name)
+    data = path.read_bytes()
+    ir = inspection.parse_model(data, path.name)
+    prep = verify.prepare(ir, data, boards.get_board("host"), reference.random_inputs(ir, 5, 0), None,
+                          "tfgen verify (test)", out=tmp_path / "project")
+    target = prep.project / "src" / file
+    text, n = re.subn(pattern, replacement, target.read_text())
+    assert n == 1, f"{pattern!r} not found once in {file}"
+    target.write_text(text)
+    return verify.build_and_run(prep)
+
+
+def test_a_too_small_arena_is_named(tmp_path):
+    result = broken(tmp_path, "kws_ref_model", "tfgen_model.h", r"kArenaSize = \d+;", "kArenaSize = 4096;")
+    assert not result.ok
+    assert any("arena" in e and "too small" in e for e in result.log.errors), result.log.errors
+
+
+def test_an_op_missing_from_the_resolver_is_named(tmp_path):
+    result = broken(tmp_path, "kws_ref_model", "tfgen_model.cc",
+                    r"  if \(resolver\.AddSoftmax\(\) != kTfLiteOk\) return kTfLiteError;\n", "")
+    assert not result.ok
+    assert any("SOFTMAX is not registered" in e for e in result.log.errors), result.log.errors
+
+
+def test_a_wrong_zero_point_in_the_harness_is_named(tmp_path):
+    result = broken(tmp_path, "kws_ref_model", "tfgen_model.cc", r"5\.847029e-01f, 83\}", "5.847029e-01f, 84}")
+    assert not result.ok
+    assert any("zero point" in e and "input 0" in e for e in result.log.errors), result.log.errors
+
+
+def test_a_wrong_output_is_reported_with_the_first_mismatch(tmp_path):
+    """Python compares every byte the firmware printed with the oracle's: shift the oracle's outputs
+    by one LSB and the comparison must find every byte and name the first."""
+    import dataclasses
+    path = model("hello_world_int8")
+    ir = inspection.parse_model(path.read_bytes(), path.name)
+    prep = verify.prepare(ir, path.read_bytes(), boards.get_board("host"), reference.random_inputs(ir, 5, 0),
+                          None, "t", out=tmp_path / "p")
+    real = prep.vectors.output_data[0]
+    shifted = np.where(real == 127, 126, real + 1).astype(np.int8)
+    wrong = dataclasses.replace(prep, vectors=dataclasses.replace(prep.vectors, output_data=(shifted,)))
+    result = verify.build_and_run(wrong)
+    assert not result.ok and result.comparison.mismatched_bytes == real.size == 5
+    first = result.comparison.differences[0]
+    assert (first.vector, first.output, first.index) == (0, 0, 0)
+    assert (first.expected, first.got) == (int(shifted.ravel()[0]), int(real.ravel()[0]))
