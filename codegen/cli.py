@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from codegen import __version__
-from codegen.errors import TfgenError
+from codegen.errors import DoesNotFit, TfgenError
 
 
 def _json_default(v):
@@ -298,6 +298,131 @@ class Verify(Command):
         return 0 if result.ok else 1
 
 
+class Build(Command):
+    name = "build"
+    help = "quantize (if needed), generate and build for a board; flash and RAM from the ELF vs its limits"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path,
+                       help=".tflite model, Keras .keras/.h5 or SavedModel (with --calib), or a generated project")
+        p.add_argument("--board", required=True, help="board name (see `tfgen boards`)")
+        p.add_argument("-o", "--output", type=Path, metavar="DIR",
+                       help="project directory (default: build/<model>-<board>)")
+        p.add_argument("--calib", type=Path, metavar="DATA", help="calibration data for a float model")
+        p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree")
+        p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--force", action="store_true", help="regenerate DIR if it exists")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def run(self, args):
+        from codegen import boards, build
+        from codegen.textreport import build_text
+        board = boards.get_board(args.board, args.boards_dir)
+        if (args.model / "platformio.ini").is_file() and (args.model / "src" / "tfgen_model.h").is_file():
+            project = args.model                        # a generated project: build it as it is
+        else:
+            project = args.output or Path("build") / f"{args.model.stem}-{board.name}"
+            if project.is_dir() and any(project.iterdir()) and not args.force:
+                raise TfgenError(f"{project}: directory exists and is not empty",
+                                 f"pass --force to regenerate it, or build it as it is: "
+                                 f"tfgen build {project} --board {board.name}")
+            model_path = self._int8_model(args, project)
+            gen = ["generate", str(model_path), "--board", board.name, "-o", str(project), "--force"]
+            for opt in ("tflm_dir", "boards_dir"):
+                if getattr(args, opt):
+                    gen += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+            gen_args = build_parser().parse_args(gen)
+            with _quiet():
+                gen_args.handler.run(gen_args)
+        firmware = build.build_project(project, board)
+        report = _fit_report(project, board, firmware)
+        emit(report, args.json, build_text)
+        if not report["fits"]:
+            raise DoesNotFit(f"{board.name}: the firmware does not fit ({report['verdict']})",
+                             "use a smaller model, or a board with more flash/RAM (tfgen fit lists them)")
+        return 0
+
+    @staticmethod
+    def _int8_model(args, project: Path) -> Path:
+        """The model as full-INT8 .tflite: as given, or quantized next to the project."""
+        if args.model.suffix == ".tflite":
+            return args.model
+        if not args.calib:
+            raise TfgenError(f"{args.model}: a float model needs calibration data to become INT8",
+                             "pass --calib DATA (.npy/.npz/.csv/image folder), or a full-INT8 .tflite")
+        from codegen import quantize
+        out = project.parent / f"{args.model.stem}_int8.tflite"
+        check_output(out, force=True)
+        result = quantize.quantize(args.model, args.calib, quantize.Options(show_progress=sys.stderr.isatty()))
+        write_atomic(out, result.model)
+        return out
+
+
+def _quiet():
+    import contextlib
+    import io
+    return contextlib.redirect_stdout(io.StringIO())
+
+
+def _fit_report(project: Path, board, firmware) -> dict:
+    import re as _re
+    header = (project / "src" / "tfgen_model.h").read_text(encoding="utf-8")
+    arena = int(_re.search(r"kArenaSize = (\d+);", header).group(1))
+    heap_arena = "esp_heap_caps.h" in (project / "src" / "tfgen_model.cc").read_text(encoding="utf-8")
+    flash, ram = firmware.size.flash, firmware.size.ram
+    ram_needed = ram + (arena if heap_arena and board.arena_placement == "internal" else 0)
+    psram_needed = arena if board.arena_placement == "psram" else 0
+    rows = [("flash", flash, board.flash_bytes), ("RAM", ram_needed, board.ram_bytes)]
+    if board.psram_bytes:
+        rows.append(("PSRAM", psram_needed, board.psram_bytes))
+    fits = all(used <= limit for _, used, limit in rows)
+    verdict = "; ".join(f"{what} {used:,} of {limit:,} bytes" for what, used, limit in rows)
+    return {"project": str(project), "board": board.name, "elf": str(firmware.elf), "builder": firmware.builder,
+            "build_seconds": round(firmware.seconds, 2), "arena_bytes": arena,
+            "arena_in": "heap" if heap_arena else "static RAM",
+            "memory": [{"region": w, "used": u, "limit": l, "headroom_percent": round(100 * (l - u) / l, 1)}
+                       for w, u, l in rows],
+            "sections": firmware.size.to_dict()["sections"], "fits": fits, "verdict": verdict}
+
+
+class Flash(Command):
+    name = "flash"
+    help = "upload a built project to the board (pio run -t upload)"
+
+    def add_arguments(self, p):
+        p.add_argument("project", type=Path, help="generated project directory")
+        p.add_argument("--board", required=True, help="the board (its PlatformIO environment)")
+        p.add_argument("--port", help="serial port (default: PlatformIO's detection)")
+
+    def run(self, args):
+        from codegen import build
+        _require_project(args.project)
+        extra = ["--upload-port", args.port] if args.port else []
+        return build.run_pio(args.project, ["run", "-e", args.board, "-t", "upload", *extra], interactive=True)
+
+
+class Monitor(Command):
+    name = "monitor"
+    help = "watch the board's serial output (pio device monitor)"
+
+    def add_arguments(self, p):
+        p.add_argument("project", type=Path, help="generated project directory")
+        p.add_argument("--port", help="serial port (default: PlatformIO's detection)")
+
+    def run(self, args):
+        from codegen import build
+        _require_project(args.project)
+        extra = ["--port", args.port] if args.port else []
+        return build.run_pio(args.project, ["device", "monitor", "-d", str(args.project), *extra],
+                             interactive=True)
+
+
+def _require_project(path: Path) -> None:
+    if not (path / "platformio.ini").is_file():
+        raise TfgenError(f"{path}: not a generated project (no platformio.ini)",
+                         "pass the directory `tfgen generate` or `tfgen build` wrote")
+
+
 class Boards(Command):
     name = "boards"
     help = "list the boards tfgen knows: flash, RAM, core, kernels, arena placement"
@@ -314,7 +439,8 @@ class Boards(Command):
         return 0
 
 
-COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Boards)
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Build, Flash,
+                                       Monitor, Boards)
 
 
 def build_parser() -> argparse.ArgumentParser:

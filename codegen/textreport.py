@@ -129,3 +129,14 @@ def verify_text(r: dict) -> str:
     out.append(f"versions   firmware TFLM {r['tflm']}; oracle tflite_micro {r['oracle']}")
     out += [f"note: {n}" for n in r["notes"]]
     return "\n".join(out)
+
+
+def build_text(r: dict) -> str:
+    out = [f"built      {r['elf']} ({r['builder']}, {r['build_seconds']} s)",
+           f"arena      {r['arena_bytes']:,} bytes in {r['arena_in']}", ""]
+    out.append(table(["memory", "used", "limit", "headroom %"],
+                     [[m["region"], m["used"], m["limit"], m["headroom_percent"]] for m in r["memory"]],
+                     right={1, 2, 3}))
+    out.append("")
+    out.append(f"{'FITS' if r['fits'] else 'DOES NOT FIT'} on {r['board']}: {r['verdict']}")
+    return "\n".join(out)

@@ -1,0 +1,86 @@
+"""Build: a generated project -> firmware, with its real flash and RAM from the ELF.
+
+``host`` and ``mps2_an386`` are built by tfgen's own builder (``hostbuild``: the same sources and flags
+as the project's ``sim`` and ``qemu`` environments); every other board by PlatformIO (``pio run``).
+Where PlatformIO cannot install the board's platform or toolchain (offline), one error says what is
+missing; the project stays generated.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from codegen import elfsize, hostbuild, proc
+from codegen.boards import Board
+from codegen.errors import TfgenError
+
+PIO_TIMEOUT_S = 3600
+OWN_BUILDER = {"host": hostbuild.HOST, "mps2_an386": hostbuild.QEMU_M4F}
+_PIO_OFFLINE = re.compile(r"HTTPClientError|Could not resolve host|Max retries exceeded|"
+                          r"(?i:internet connection)|UnknownPackageError|PackageException", re.I)
+
+
+@dataclass(frozen=True)
+class Firmware:
+    elf: Path
+    size: elfsize.ImageSize
+    builder: str                 # "tfgen" or "platformio"
+    seconds: float
+    compiled: int | None = None  # files compiled (tfgen's builder)
+
+
+def pio_env() -> dict[str, str]:
+    return {**os.environ, "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No"}
+
+
+def build_project(project: Path, board: Board) -> Firmware:
+    if board.name in OWN_BUILDER:
+        built = hostbuild.build(project, test_mode=False, target=OWN_BUILDER[board.name])
+        return Firmware(built.executable, elfsize.image_size(built.executable), "tfgen", built.seconds,
+                        len(built.compiled))
+    return _pio_build(project, board)
+
+
+def _pio_build(project: Path, board: Board) -> Firmware:
+    import time
+    start = time.monotonic()
+    pio = _pio()
+    result = proc.run([pio, "run", "-d", project, "-e", board.name], what=f"pio run -e {board.name}",
+                      timeout=PIO_TIMEOUT_S, check=False, env=pio_env())
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        if "Installing" in output and _PIO_OFFLINE.search(output):
+            raise TfgenError(
+                f"PlatformIO could not install the {board.platformio.platform} platform or its toolchain "
+                f"for {board.name} (no access to PlatformIO's registry); the project is generated in {project}",
+                f"build it where `pio run` can download {board.platformio.platform}, or install the "
+                "platform offline with `pio pkg install -g -p <folder>`")
+        lines = [l for l in output.splitlines() if "error" in l.lower()]
+        raise TfgenError(f"pio run -e {board.name} failed: {(lines or [proc.tail(output, 1)])[0].strip()}",
+                         f"see the whole log with: cd {project} && pio run -e {board.name}")
+    elf = project / ".pio" / "build" / board.name / "firmware.elf"
+    if not elf.is_file():
+        raise TfgenError(f"pio run succeeded but left no {elf}", "build it by hand to see where it went")
+    return Firmware(elf, elfsize.image_size(elf), "platformio", time.monotonic() - start)
+
+
+def _pio() -> str:
+    import shutil
+    import sys
+    local = Path(sys.executable).parent / "pio"
+    found = str(local) if local.exists() else shutil.which("pio")
+    if not found:
+        raise TfgenError("PlatformIO (pio) is not installed", "pip install platformio")
+    return found
+
+
+def run_pio(project: Path, args: list[str], interactive: bool = False) -> int:
+    """`pio ARGS` in the project: upload and monitor, passing the terminal through."""
+    import subprocess
+    cmd = [_pio(), *args, "-d", str(project)] if args[0] == "run" else [_pio(), *args]
+    if interactive:
+        return subprocess.call(cmd, cwd=project, env=pio_env())
+    return proc.run(cmd, what=f"pio {' '.join(args)}", timeout=PIO_TIMEOUT_S, cwd=project, check=False,
+                    env=pio_env()).returncode
