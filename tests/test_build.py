@@ -1,0 +1,76 @@
+"""`tfgen build`: real firmware images, their flash and RAM from the ELF, held against the board."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from codegen.boards import builtin_boards_dir
+from codegen.tflm_tree import ENV_VAR
+from conftest import model, run_tfgen
+
+pytestmark = pytest.mark.slow
+
+
+def needs_cortex_m():
+    if not os.environ.get(ENV_VAR):
+        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
+    if not shutil.which("arm-none-eabi-g++"):
+        pytest.skip("needs arm-none-eabi-g++ (Debian package gcc-arm-none-eabi)")
+
+
+def test_cortex_m4f_build_reports_elf_sizes_that_fit(tmp_path):
+    needs_cortex_m()
+    r = run_tfgen("build", model("kws_ref_model"), "--board", "mps2_an386", "-o", tmp_path / "p", "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    flash = next(m for m in report["memory"] if m["region"] == "flash")
+    ram = next(m for m in report["memory"] if m["region"] == "RAM")
+    model_bytes = model("kws_ref_model").stat().st_size
+    assert report["fits"] and report["builder"] == "tfgen"
+    assert model_bytes < flash["used"] < model_bytes + 200_000        # model + TFLM core + 6 kernels
+    assert report["arena_bytes"] < ram["used"] < report["arena_bytes"] + 16_000
+    assert {s["name"] for s in report["sections"]} >= {".text", ".bss"}
+
+
+def test_a_model_that_does_not_fit_exits_1(tmp_path):
+    needs_cortex_m()
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    text = (builtin_boards_dir() / "mps2_an386.toml").read_text()
+    text, n = re.subn(r"(?m)^flash_bytes\s*=\s*\d+", "flash_bytes = 204800", text)
+    assert n == 1
+    (boards / "mps2_an386.toml").write_text(text)
+    r = run_tfgen("build", model("ad01_int8"), "--board", "mps2_an386", "-o", tmp_path / "p",
+                  "--boards-dir", boards)
+    assert r.returncode == 1, r.stderr
+    assert "DOES NOT FIT" in r.stdout and "flash" in r.stderr and "204,800" in r.stderr
+
+
+def test_esp32_offline_says_what_is_missing_after_generating(tmp_path):
+    env_before = os.environ.get("PLATFORMIO_CORE_DIR")
+    out = tmp_path / "p"
+    r = run_tfgen("build", model("hello_world_int8"), "--board", "esp32", "-o", out, timeout=900)
+    if r.returncode == 0:
+        pytest.skip("PlatformIO could install espressif32 here: this test is about being offline")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    line, = r.stderr.strip().splitlines()
+    assert "espressif32" in line and str(out) in line
+    assert (out / "platformio.ini").is_file() and (out / "src" / "idf_component.yml").is_file()
+    assert os.environ.get("PLATFORMIO_CORE_DIR") == env_before
+
+
+def test_an_existing_project_is_not_regenerated_without_force(tmp_path):
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    r = run_tfgen("build", model("hello_world_int8"), "--board", "esp32", "-o", out)
+    assert r.returncode == 2 and "--force" in r.stderr and (out / "mine.txt").read_text() == "keep"
+
+
+def test_a_float_model_needs_calibration_data(tmp_path):
+    r = run_tfgen("build", model("ad01_h5"), "--board", "host", "-o", tmp_path / "p")
+    assert r.returncode == 2 and "--calib" in r.stderr
