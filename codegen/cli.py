@@ -278,6 +278,9 @@ class Verify(Command):
         src.add_argument("--inputs", type=Path, metavar="X.npy", help="inputs, as for `tfgen reference`")
         p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
         p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
+        p.add_argument("--per-op", action="store_true",
+                       help="also compare every op's outputs (on the first mismatching vector, else vector 0) "
+                            "and name the first op that diverges")
         p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def run(self, args):
@@ -293,8 +296,13 @@ class Verify(Command):
         else:
             inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
-        result = verify.verify(ir, model, board, inputs, args.tflm_dir, command)
-        emit(result.to_dict(), args.json, verify_text)
+        prep = verify.prepare(ir, model, board, inputs, args.tflm_dir, command)
+        result = verify.build_and_run(prep)
+        report = result.to_dict()
+        if args.per_op:
+            first = result.comparison.differences
+            report["per_op"] = verify.per_op(prep, first[0].vector if first else 0).to_dict()
+        emit(report, args.json, verify_text)
         return 0 if result.ok else 1
 
 

@@ -146,7 +146,8 @@ def include_flags(for_app: bool) -> list[str]:
     return ["-I" + d for d in dirs]
 
 
-def units(project: Path, test_mode: bool = True, target: Target = HOST) -> list[CompileUnit]:
+def units(project: Path, test_mode: bool = True, target: Target = HOST,
+          extra_flags: tuple[str, ...] = ()) -> list[CompileUnit]:
     """What to compile: every source under src/ and lib/tflm/, with its flags."""
     project = Path(project)
     common = [f for f in COMMON_FLAGS if not (target.arch_flags and f.startswith("-O"))]
@@ -168,6 +169,8 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST) -> list[
                      *(_app_warnings(language) if for_app else TFLM_WARNINGS), *include_flags(for_app)]
             if for_app and test_mode:
                 flags += TEST_MODE_FLAGS
+            if for_app:
+                flags += extra_flags
             found.append(CompileUnit(path.relative_to(project).as_posix(),
                                      target.cxx if language == "c++" else target.cc, tuple(flags)))
     if not any(u.source.startswith(SRC_DIR + "/") for u in found):
@@ -180,7 +183,7 @@ def _app_warnings(language: str) -> tuple[str, ...]:
 
 
 def build(project: Path, output: Path | None = None, *, test_mode: bool = True, jobs: int = JOBS,
-          cache: Path | None = None, target: Target = HOST) -> HostBuild:
+          cache: Path | None = None, target: Target = HOST, extra_flags: tuple[str, ...] = ()) -> HostBuild:
     """Compile (or take from the cache) every source of ``project`` and link the program.
 
     ``output`` defaults to the target's (``<project>/build/host/program`` for the host). Raises
@@ -189,7 +192,7 @@ def build(project: Path, output: Path | None = None, *, test_mode: bool = True, 
     start = time.monotonic()
     project = Path(project).resolve()
     output = Path(output).resolve() if output else project / target.output
-    todo = units(project, test_mode, target)
+    todo = units(project, test_mode, target, extra_flags)
     store = _ObjectCache(Path(cache) if cache else cache_dir(), project)
     identities = {c: _compiler_identity(c) for c in sorted({u.compiler for u in todo})}
 

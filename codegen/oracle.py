@@ -124,3 +124,15 @@ def run_tflm(ir: ModelIR, model: bytes, inputs: list[np.ndarray], arena: int) ->
 def run_tflite_reference(ir: ModelIR, model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
     outputs, _ = _invoke("tflite", ir, model, inputs, {}, "TFLite's reference interpreter")
     return outputs
+
+
+def run_tflm_per_op(ir: ModelIR, model: bytes, inputs: list[np.ndarray], arena: int) -> dict[tuple[int, int], np.ndarray]:
+    """Every subgraph-0 op's outputs for one vector (``inputs[i]``: (1, *shape)), keyed (op, tensor)."""
+    ops = [op for op in ir.operators if op.subgraph == 0]
+    extra = {"arena": arena, "op_outputs": [[t for t in op.outputs if t >= 0] for op in ops]}
+    res, d, tmp = _run("perop", ir, model, extra, inputs, INVOKE_TIMEOUT_S, "the TFLM interpreter")
+    with np.load(d / "outputs.npz") as data:
+        found = {(i, t): data[f"op{i}_t{t}"] for i, op in enumerate(ops) for t in op.outputs
+                 if t >= 0 and f"op{i}_t{t}" in data.files}
+    tmp.cleanup()
+    return found

@@ -6,6 +6,7 @@ The lines (everything else, e.g. TFLM's own log or a boot banner, is ignored):
     tfgen replay model=<name> platform=<name>
     vectors count=<N> inputs=<I> outputs=<O>
     out <vector> <output> <hex bytes>
+    opout <vector> <op> <tensor> <hex bytes>          (--per-op builds: every op's outputs)
     mismatch <vector> <output> bytes=<n> first=<index> expected=<xx> got=<yy>
     error: <message>
     summary result=<pass|mismatch|error> vectors=<n> arena_used=<b> arena_size=<b>
@@ -22,6 +23,7 @@ from codegen.errors import TfgenError
 from codegen.vectors import VectorSet
 
 _OUT = re.compile(r"^out (\d+) (\d+) ([0-9a-f]*)$")
+_OPOUT = re.compile(r"^opout (\d+) (\d+) (\d+) ([0-9a-f]*)$")
 _KEY_VALUES = re.compile(r"(\w+)=(\S+)")
 
 
@@ -31,6 +33,7 @@ class ReplayLog:
     summary: dict[str, str]                 # key=value pairs of the summary line ({} if none)
     errors: tuple[str, ...]                 # the `error:` lines, without the prefix
     firmware_mismatches: tuple[str, ...]    # the firmware's own `mismatch` lines
+    op_outputs: dict = None                 # (op, tensor) -> bytes, from a --per-op build's `opout` lines
 
     @property
     def result(self) -> str | None:
@@ -64,8 +67,13 @@ def parse(text: str) -> ReplayLog:
     outputs: dict[tuple[int, int], bytes] = {}
     summary: dict[str, str] = {}
     errors, mismatches = [], []
+    op_outputs: dict[tuple[int, int], bytes] = {}
     for raw in text.splitlines():
         line = raw.strip()
+        p = _OPOUT.match(line)
+        if p:
+            op_outputs[(int(p.group(2)), int(p.group(3)))] = bytes.fromhex(p.group(4))
+            continue
         m = _OUT.match(line)
         if m:
             key = (int(m.group(1)), int(m.group(2)))
@@ -79,7 +87,7 @@ def parse(text: str) -> ReplayLog:
             errors.append(line[len("error: "):])
         elif line.startswith("mismatch "):
             mismatches.append(line)
-    return ReplayLog(outputs, summary, tuple(errors), tuple(mismatches))
+    return ReplayLog(outputs, summary, tuple(errors), tuple(mismatches), op_outputs)
 
 
 def compare(vs: VectorSet, log: ReplayLog, keep: int = 20) -> Comparison:

@@ -128,6 +128,14 @@ def verify_text(r: dict) -> str:
                f"{', warm' if b['warm'] else ''}); run {r['run_seconds']:.1f} s")
     out.append(f"versions   firmware TFLM {r['tflm']}; oracle tflite_micro {r['oracle']}")
     out += [f"note: {n}" for n in r["notes"]]
+    d = r.get("per_op")
+    if d:
+        if d["op"] is None:
+            out.append(f"per-op     all {d['ops_compared']} ops agree with the oracle on vector {d['vector']}")
+        else:
+            out.append(f"per-op     first divergence on vector {d['vector']}: op {d['op']} ({d['op_name']}), "
+                       f"output tensor {d['tensor']} {d['tensor_name']!r}: {d['mismatched_bytes']} bytes differ, "
+                       f"first [{d['index']}] expected {d['expected']}, got {d['got']}")
     return "\n".join(out)
 
 

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from codegen import hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
 from codegen.boards import Board
 from codegen.errors import TfgenError
@@ -82,6 +84,27 @@ class Prepared:
     host_arena: int
     arena_size: int
     tflm: str
+    ir: ModelIR | None = None
+    model: bytes = b""
+
+
+@dataclass(frozen=True)
+class OpDivergence:
+    """Where the firmware's per-op outputs first differ from the oracle's (op None: they never do)."""
+    vector: int
+    ops_compared: int
+    tensors_compared: int = 0
+    op: int | None = None
+    op_name: str = ""
+    tensor: int = -1
+    tensor_name: str = ""
+    mismatched_bytes: int = 0
+    index: int = -1
+    expected: int = 0
+    got: int = 0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
@@ -104,21 +127,15 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     files = render.render_project(project, board, model, vectors.encode(ref.vectors))
     out = out or work_dir(ir, board.name) / "project"
     _refresh(files, out)
-    return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size, tree.version)
+    return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size, tree.version,
+                    ir, model)
 
 
 def build_and_run(prep: Prepared) -> VerifyResult:
     """Build the project for its board, run it, and compare every output byte with the oracle's."""
     built = hostbuild.build(prep.project, target=BOARDS[prep.board.name])
     start = time.monotonic()
-    if prep.board.name == "host":
-        result = hostbuild.run_program(built.executable)
-    else:
-        result = proc.run([QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0",
-                           "-nographic", "-monitor", "none", "-serial", "none",
-                           "-semihosting-config", "enable=on,target=native", "-kernel", built.executable],
-                          what="QEMU (mps2-an386)", timeout=QEMU_TIMEOUT_S, check=False,
-                          hint="the firmware hung or faulted in QEMU")
+    result = _run(prep.board.name, built.executable)
     seconds = time.monotonic() - start
     log = replay.parse(result.stdout)
     comparison = replay.compare(prep.vectors, log)
@@ -141,6 +158,59 @@ def build_and_run(prep: Prepared) -> VerifyResult:
 def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None,
            command: str) -> VerifyResult:
     return build_and_run(prepare(ir, model, board, inputs, tflm_dir, command))
+
+
+def per_op(prep: Prepared, vector: int) -> OpDivergence:
+    """Rebuild with every tensor kept and each op's outputs printed for ``vector``; compare them, op
+    by op in execution order, with the oracle's (TFLM's Python interpreter keeping all tensors)."""
+    ir = prep.ir
+    ops = [op for op in ir.operators if op.subgraph == 0]
+    activations = sum(t.elements * 4 for t in ir.tensors if not t.is_constant)
+    arena = prep.arena_size + activations + 64 * len(ir.tensors) + 4096
+    flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
+    target = BOARDS[prep.board.name]
+    out = prep.project / "build" / f"{target.name}-per-op" / Path(target.output).name
+    built = hostbuild.build(prep.project, out, target=target, extra_flags=flags)
+    result = _run(prep.board.name, built.executable)
+    log = replay.parse(result.stdout)
+    if log.errors:
+        raise TfgenError(f"the per-op build failed on {prep.board.name}: {log.errors[0]}",
+                         "run `tfgen verify` without --per-op to see the firmware's own error")
+    inputs = [a[vector:vector + 1] for a in prep.vectors.input_data]
+    expected = oracle.run_tflm_per_op(ir, prep.model, inputs, arena)
+    compared = 0
+    for i, op in enumerate(ops):
+        for t in (t for t in op.outputs if t >= 0):
+            want = expected.get((i, t))
+            got = log.op_outputs.get((i, t))
+            if want is None or got is None:
+                raise TfgenError(f"per-op: no output of op {i} ({op.name}) from the "
+                                 f"{'oracle' if want is None else 'firmware'}",
+                                 "this is a bug in tfgen; please report it with the model")
+            compared += 1
+            want_raw = np.ascontiguousarray(want).view(np.uint8).ravel()
+            got_raw = np.frombuffer(got, np.uint8)
+            if want_raw.size == got_raw.size and np.array_equal(want_raw, got_raw):
+                continue
+            w = np.ascontiguousarray(want).ravel()
+            if got_raw.size != want_raw.size:
+                return OpDivergence(vector, i + 1, compared, i, op.name, t, ir.tensors[t].name,
+                                    int(want_raw.size))
+            g = np.frombuffer(got, dtype=w.dtype)
+            first = int(np.flatnonzero(w != g)[0])
+            return OpDivergence(vector, i + 1, compared, i, op.name, t, ir.tensors[t].name,
+                                int(np.count_nonzero(want_raw != got_raw)), first, int(w[first]), int(g[first]))
+    return OpDivergence(vector, len(ops), compared)
+
+
+def _run(board: str, executable: Path):
+    if board == "host":
+        return hostbuild.run_program(executable)
+    return proc.run([QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0",
+                     "-nographic", "-monitor", "none", "-serial", "none",
+                     "-semihosting-config", "enable=on,target=native", "-kernel", executable],
+                    what="QEMU (mps2-an386)", timeout=QEMU_TIMEOUT_S, check=False,
+                    hint="the firmware hung or faulted in QEMU")
 
 
 def _refresh(files: dict, project: Path) -> None:

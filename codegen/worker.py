@@ -175,7 +175,29 @@ def task_tflite(req: dict, out_dir: Path) -> dict:
     return {"vectors": int(outs[0].shape[0]) if outs else 0}
 
 
-TASKS = {"arena": task_arena, "tflm": task_tflm, "tflite": task_tflite}
+def task_perop(req: dict, out_dir: Path) -> dict:
+    """One vector through TFLM keeping every tensor; each op's outputs, in execution order."""
+    from tflite_micro import runtime
+    model = Path(req["model"]).read_bytes()
+    inputs = _load_inputs(req)
+    try:
+        interp = runtime.Interpreter.from_bytes(
+            model, arena_size=req["arena"], intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
+    except RuntimeError as exc:
+        raise WorkerError(f"TFLM could not prepare the model keeping all tensors: {exc}")
+    for i, arr in enumerate(inputs):
+        interp.set_input(arr[0], i)
+    interp.invoke()
+    tensors = {}
+    for op, outputs in enumerate(req["op_outputs"]):
+        for t in outputs:
+            got = interp.GetTensor(t, 0)           # {'dtype', 'shape', 'tensor_data'}
+            tensors[f"op{op}_t{t}"] = np.array(got["tensor_data"], copy=True)
+    np.savez(out_dir / "outputs.npz", **tensors)
+    return {"tensors": len(tensors)}
+
+
+TASKS = {"arena": task_arena, "tflm": task_tflm, "tflite": task_tflite, "perop": task_perop}
 
 
 def main(argv: list[str]) -> int:

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tensorflow/lite/micro/memory_helpers.h"
+#include "tensorflow/lite/schema/schema_generated.h"
 #include "tfgen_platform.h"
 
 namespace tfgen {
@@ -198,6 +200,33 @@ const unsigned char* VectorFile::output_data(std::uint32_t v, int o) const {
   return records_ + static_cast<std::size_t>(v) * record_bytes_ + offsets_[num_inputs_ + o];
 }
 
+#if defined(TFGEN_PER_OP)
+#ifndef TFGEN_PER_OP_VECTOR
+#define TFGEN_PER_OP_VECTOR 0
+#endif
+// Every op's outputs, in execution order: `opout <vector> <op> <tensor> <hex>`, for `tfgen verify
+// --per-op`, which compares them with the oracle's to name the first op that diverges.
+static void DumpOpOutputs(Runner& runner, std::uint32_t v) {
+  tflite::MicroInterpreter* interpreter = runner.interpreter();
+  const tflite::Model* model = tflite::GetModel(tfgen_model::ModelData());
+  const auto* ops = model->subgraphs()->Get(0)->operators();
+  char prefix[64];
+  for (unsigned op = 0; ops != nullptr && op < ops->size(); ++op) {
+    const auto* outputs = ops->Get(op)->outputs();
+    for (unsigned k = 0; outputs != nullptr && k < outputs->size(); ++k) {
+      const int index = outputs->Get(k);
+      const TfLiteEvalTensor* tensor = interpreter->GetTensor(index, 0);
+      if (tensor == nullptr || tensor->data.raw == nullptr) continue;
+      std::size_t bytes = 0;
+      if (tflite::TfLiteEvalTensorByteLength(tensor, &bytes) != kTfLiteOk) continue;
+      std::snprintf(prefix, sizeof(prefix), "opout %lu %u %d ", static_cast<unsigned long>(v), op,
+                    index);
+      PrintHexLine(prefix, reinterpret_cast<const unsigned char*>(tensor->data.raw), bytes);
+    }
+  }
+}
+#endif
+
 int ReplayVectors(Runner& runner) {
   Stats stats;
   platform::Printf("tfgen replay model=%s platform=%s\n", tfgen_model::kModelName,
@@ -229,6 +258,9 @@ int ReplayVectors(Runner& runner) {
       PrintError("vector %lu: Invoke failed", static_cast<unsigned long>(v));
       return Finish("error", stats, runner);
     }
+#if defined(TFGEN_PER_OP)
+    if (v == TFGEN_PER_OP_VECTOR) DumpOpOutputs(runner, v);
+#endif
     ++stats.vectors;
     stats.invoke_us_total += runner.last_invoke_us();
     if (runner.last_invoke_us() > stats.invoke_us_max) {

@@ -154,8 +154,14 @@ TfLiteStatus Runner::Init() {
 
   if (CheckOpsRegistered(model) != kTfLiteOk) return kTfLiteError;
 
-  tflite::MicroInterpreter* interpreter =
-      new (storage_) tflite::MicroInterpreter(model, resolver_, arena, tfgen_model::kArenaSize);
+#if defined(TFGEN_PER_OP)
+  // The per-op dump reads every op's output after Invoke: keep all tensors (a larger arena).
+  constexpr bool kPreserveAllTensors = true;
+#else
+  constexpr bool kPreserveAllTensors = false;
+#endif
+  tflite::MicroInterpreter* interpreter = new (storage_) tflite::MicroInterpreter(
+      model, resolver_, arena, tfgen_model::kArenaSize, nullptr, nullptr, kPreserveAllTensors);
   if (interpreter->initialization_status() != kTfLiteOk) {
     PrintError("the TFLM interpreter did not initialize (see TFLM's message above)");
     interpreter->~MicroInterpreter();

@@ -134,3 +134,42 @@ def test_a_wrong_output_is_reported_with_the_first_mismatch(tmp_path):
     first = result.comparison.differences[0]
     assert (first.vector, first.output, first.index) == (0, 0, 0)
     assert (first.expected, first.got) == (int(shifted.ravel()[0]), int(real.ravel()[0]))
+
+
+def test_per_op_names_the_first_op_that_diverges(tmp_path):
+    """Damage one weight of the second CONV_2D in the firmware's copy of the model (the oracle keeps
+    the original): the outputs differ, and --per-op must point at that op, not an earlier one."""
+    import dataclasses
+    path = model("kws_ref_model")
+    data = path.read_bytes()
+    ir = inspection.parse_model(data, path.name)
+    prep = verify.prepare(ir, data, boards.get_board("host"), reference.random_inputs(ir, 3, 0), None, "t",
+                          out=tmp_path / "p")
+    same = verify.per_op(prep, 0)
+    assert same.op is None and same.ops_compared == len(ir.operators)
+    assert same.tensors_compared == sum(len(op.outputs) for op in ir.operators)
+
+    convs = [op for op in ir.operators if op.name == "CONV_2D"]
+    weights = ir.tensors[convs[1].inputs[1]]
+    offset = _buffer_offset(data, weights.buffer)
+    damaged = bytearray(data)
+    damaged[offset:offset + 64] = bytes((b ^ 0x40) for b in damaged[offset:offset + 64])
+    [source] = (prep.project / "src").glob("*_model_data.cc")
+    text = source.read_text()
+    body = "".join(f"0x{b:02x}, " for b in damaged)
+    text = re.sub(r"\{\n(.*?)\n\};", lambda m: "{\n" + body + "\n};", text, count=1, flags=re.S)
+    source.write_text(text)
+    result = verify.build_and_run(prep)
+    assert not result.ok and result.comparison.mismatched_bytes > 0
+    where = verify.per_op(prep, result.comparison.differences[0].vector)
+    assert (where.op, where.op_name) == (convs[1].index, "CONV_2D"), where
+    assert where.mismatched_bytes > 0 and where.expected != where.got
+
+
+def _buffer_offset(data: bytes, buffer_index: int) -> int:
+    """Where a buffer's bytes sit in the flatbuffer (via the schema binding)."""
+    fb = inspection.schema()
+    m = fb.Model.GetRootAs(data, 0)
+    buf = m.Buffers(buffer_index)
+    vec = buf._tab.Offset(4)
+    return buf._tab.Vector(vec)
