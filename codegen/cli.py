@@ -213,6 +213,10 @@ class Generate(Command):
                        help="TFLM source tree (default: $TFGEN_TFLM_DIR, else the cached or downloaded "
                             "pinned esp-tflite-micro); ESP32 boards can do without")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--arena-from", type=int, metavar="BYTES",
+                       help="size the arena from this measured figure (e.g. the 32-bit arena `tfgen verify "
+                            "--board mps2_an386` reports) instead of the 64-bit host measurement; the margin "
+                            "is added")
         p.add_argument("--force", action="store_true", help="replace DIR if it exists and is not empty")
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -241,15 +245,25 @@ class Generate(Command):
                                  f"{args.model.name} is {ir.sha256[:12]}...)",
                                  f"write them for this model: tfgen reference {args.model} -o FILE")
             blob, count = args.vectors.read_bytes(), vs.count
-        arena = oracle.measure_arena(ir, model)
+        if args.arena_from is not None:
+            if args.arena_from < 1:
+                raise TfgenError(f"--arena-from {args.arena_from}: must be a positive number of bytes",
+                                 "pass the arena_used figure of `tfgen verify`")
+            measured = args.arena_from
+        else:
+            measured = oracle.measure_arena(ir, model).min_bytes
         command = shlex.join(["tfgen", "generate", args.model.name, "--board", board.name, "-o", out.name]
-                             + (["--vectors", args.vectors.name] if args.vectors else []))
-        project = plan.make_plan(ir, board, arena.min_bytes, tree, count, command)
+                             + (["--vectors", args.vectors.name] if args.vectors else [])
+                             + (["--arena-from", str(args.arena_from)] if args.arena_from else []))
+        source = ("given with --arena-from, e.g. the 32-bit figure of `tfgen verify`" if args.arena_from
+                  else plan.HOST_ARENA)
+        project = plan.make_plan(ir, board, measured, tree, count, command, source)
         files = render.render_project(project, board, model, blob)
         render.write_project(files, out, args.force)
         report = {"project": str(out), "board": board.name, "kind": project.kind, "files": len(files),
                   "ops": list(project.op_names), "arena_measured": project.arena_measured,
                   "arena_size": project.arena_size, "arena_placement": project.arena_placement,
+                  "arena_basis": "--arena-from" if args.arena_from else "64-bit host",
                   "tflm": project.tflm_version, "vectors": count,
                   "environments": _environments(project)}
         emit(report, args.json, generate_text)

@@ -56,6 +56,7 @@ class ProjectPlan:
     ops: tuple[str, ...]      # MicroMutableOpResolver Add* methods, in the model's order of first use
     op_names: tuple[str, ...]
     arena_measured: int
+    arena_source: str         # how arena_measured was measured, for the header's comment
     arena_size: int
     inputs: tuple[TensorPlan, ...]
     outputs: tuple[TensorPlan, ...]
@@ -114,8 +115,12 @@ def _float_literal(value: float) -> str:
     return text.replace("e+", "e") + "f"
 
 
+HOST_ARENA = ("the smallest arena with which the tflite_micro interpreter runs this model on a 64-bit "
+              "host, an upper bound for 32-bit targets")
+
+
 def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | None,
-              vector_count: int, command: str) -> ProjectPlan:
+              vector_count: int, command: str, arena_source: str = HOST_ARENA) -> ProjectPlan:
     require_tflm_int8(ir)
     kind = template_kind(board)
     ops = tuple(u.tflm_method for u in ir.ops)
@@ -138,7 +143,7 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
         framework=board.platformio.framework, core=board.core, kernels=board.kernels,
         arena_placement=board.arena_placement, model_file=ir.source, model_sha256=ir.sha256,
         model_bytes=ir.size_bytes, names=names, ops=ops, op_names=tuple(u.name for u in ir.ops),
-        arena_measured=arena_measured, arena_size=arena_with_margin(arena_measured),
+        arena_measured=arena_measured, arena_source=arena_source, arena_size=arena_with_margin(arena_measured),
         inputs=tuple(_tensor(t) for t in ir.inputs), outputs=tuple(_tensor(t) for t in ir.outputs),
         tflm_version=tflm_version, tflm_files=tflm_files, tflm_root=str(tree.root) if tree else "",
         include_dirs=tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in INCLUDE_DIRS),

@@ -99,7 +99,7 @@ def generate_text(r: dict) -> str:
         f"{', '.join(r['environments'])}",
         f"ops        {', '.join(r['ops'])} (the resolver registers exactly these)",
         f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM "
-        f"(measured {r['arena_measured']:,} on the 64-bit host, plus margin)",
+        f"(measured {r['arena_measured']:,}: {r['arena_basis']}, plus margin)",
         f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
         f"next       cd {r['project']} && pio run" ])
 

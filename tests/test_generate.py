@@ -189,3 +189,12 @@ def test_generated_model_array_is_exact_aligned_and_read_only(projects, tmp_path
     sym = _elf_symbols(obj, ("g_kws_ref_model_model_data",))["g_kws_ref_model_model_data"]
     assert sym["bytes"] == model("kws_ref_model").read_bytes()
     assert sym["value"] % 16 == 0 and sym["align"] >= 16 and sym["section"].startswith(".rodata")
+
+
+def test_the_arena_can_be_sized_from_the_32_bit_figure(tmp_path):
+    out = tmp_path / "p"
+    r = run_tfgen("generate", model("kws_ref_model"), "--board", "esp32", "-o", out, "--arena-from", 22772)
+    assert r.returncode == 0, r.stderr
+    header = (out / "src" / "tfgen_model.h").read_text()
+    assert "kArenaSize = 23920;" in header          # 22,772 + 5 %, rounded up to 16
+    assert "--arena-from 22772" in header and "given with --arena-from" in header
