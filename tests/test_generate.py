@@ -199,3 +199,33 @@ def test_the_arena_can_be_sized_from_the_32_bit_figure(tmp_path):
     header = (out / "src" / "tfgen_model.h").read_text()
     assert "kArenaSize = 23920;" in header          # 22,772 + 5 %, rounded up to 16
     assert "--arena-from 22772" in header and "given with --arena-from" in header
+
+
+@pytest.mark.parametrize("board", ["esp32", "esp32s3_psram"])
+def test_esp_wiring_compiles_for_esp_idf(projects, board, tmp_path):
+    """The ESP-IDF branch of tfgen_model.cc (the heap arena, PSRAM where the board has it) compiles
+    against TFLM's headers with ESP-IDF's allocator declared by a stand-in header."""
+    needs_tree("nucleo_f446re")
+    out = projects("kws_ref_model", board)
+    stubs = Path(__file__).parent / "firmware" / "stubs"
+    includes = [f"-I{out / 'src'}", f"-I{stubs}"] + [
+        f"-isystem{out / 'lib' / 'tflm' / d}" for d in (".", "third_party/flatbuffers/include",
+                                                        "third_party/gemmlowp", "third_party/ruy")]
+    if not (out / "lib" / "tflm").is_dir():                        # no tree given: use the tree's own
+        root = Path(os.environ[ENV_VAR])
+        includes += [f"-isystem{root / d}" for d in (".", "third_party/flatbuffers/include",
+                                                     "third_party/gemmlowp", "third_party/ruy")]
+    r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DESP_PLATFORM",
+                        "-DTF_LITE_STATIC_MEMORY", *includes, str(out / "src" / "tfgen_model.cc")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def test_json_files_of_the_project_are_valid(projects):
+    needs_tree("nucleo_f446re")
+    out = projects("kws_ref_model", "nucleo_f446re")
+    library = json.loads((out / "lib" / "tflm" / "library.json").read_text())
+    assert library["name"] == "tflm" and library["version"] == "1.3.8"
+    qemu_board = json.loads((out / "boards" / "tfgen_mps2_an386.json").read_text())
+    assert qemu_board["build"]["cpu"] == "cortex-m4"
+    assert qemu_board["upload"]["maximum_size"] == 4 * 1024 * 1024
