@@ -445,6 +445,39 @@ def _require_project(path: Path) -> None:
                          "pass the directory `tfgen generate` or `tfgen build` wrote")
 
 
+class Fit(Command):
+    name = "fit"
+    help = "does a model fit the boards? flash and RAM needed against each board's limits, before any build"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="full-INT8 .tflite model")
+        p.add_argument("--board", metavar="B",
+                       help="check only board B; exit status 1 when the model does not fit it")
+        p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+    def run(self, args):
+        from codegen import boards, fit, inspection, oracle
+        if args.board:
+            chosen = [boards.get_board(args.board, args.boards_dir)]
+        else:
+            chosen = list(boards.load_boards(args.boards_dir).values())
+        model, ir = _load_ir(args.model)
+        inspection.require_tflm_int8(ir)
+        arena = oracle.measure_arena(ir, model)
+        rows = fit.fit(ir, arena.min_bytes, chosen)
+        report = {"model": str(args.model), "size_bytes": ir.size_bytes, "ops": [o.name for o in ir.ops],
+                  "arena": arena.to_dict(), **fit.fit_to_dict(rows)}
+        emit(report, args.json, lambda r: (
+            f"model  {args.model.name}: {ir.size_bytes:,} bytes, ops {', '.join(r['ops'])}, "
+            f"arena {arena.min_bytes:,} bytes measured on the 64-bit host\n\n" + fit.format_fit_table(rows)))
+        if args.board and not rows[0].fits:
+            raise DoesNotFit(f"{ir.source} does not fit {rows[0].board}: {rows[0].verdict()}",
+                             "pick a board with more memory (`tfgen fit MODEL` compares them all) or "
+                             "make the model smaller")
+        return 0
+
+
 class Boards(Command):
     name = "boards"
     help = "list the boards tfgen knows: flash, RAM, core, kernels, arena placement"
@@ -462,7 +495,7 @@ class Boards(Command):
 
 
 COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Build, Flash,
-                                       Monitor, Boards)
+                                       Monitor, Fit, Boards)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -73,9 +73,17 @@ HEADER_ROOTS = ("tensorflow", "third_party/flatbuffers/include", "third_party/ge
 LICENSES = ("LICENSE", "third_party/flatbuffers/LICENSE", "third_party/gemmlowp/LICENSE",
             "third_party/ruy/LICENSE", "third_party/kissfft/COPYING")
 
-# Kernel files that one op's kernel needs beyond its own file and its <stem>_common.cc.
+# Kernel files that one op's kernel needs beyond its own file and its <stem>_common.cc. Proven by the
+# link test in codegen/code_size.py (`python -m codegen.code_size`), which links a program per op from
+# the core and only the selected kernel files; an unresolved symbol names the file to add here.
 EXTRA_KERNEL_FILES = {
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("lstm_eval.cc", "lstm_eval_common.cc"),
+    # CalculateOpDataConv and the conv tensor indices (kConvBiasTensor, ...) live in conv_common.cc
+    "DEPTHWISE_CONV_2D": ("conv_common.cc",),
+    # DecodeState::Create* and the LUT, Huffman and prune decoders
+    "TFLM_DECODE": ("decode_state.cc", "decode_state_huffman.cc", "decode_state_lut.cc",
+                    "decode_state_prune.cc"),
+    # the LSTM evaluator, and CalculateOpDataFullyConnected for its gates
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": ("fully_connected_common.cc", "lstm_eval.cc", "lstm_eval_common.cc"),
 }
 
 _DEFINES = re.compile(r"^TFLMRegistration\s+(Register_\w+)\s*\(", re.M)

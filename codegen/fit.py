@@ -1,0 +1,219 @@
+"""Does a model fit a board? Flash and RAM needed against the board's limits, each figure with how it
+is estimated.
+
+Flash = the .tflite bytes (a const array) + TFLM's runtime + the measured code size of the model's ops
+on the board's core + tfgen's firmware harness (measured once, ``HARNESS_FLASH``) + the board
+framework's own code where a figure is known. RAM = the tensor arena (the 64-bit host figure from
+``oracle.measure_arena``, an upper bound for 32-bit targets, plus the generator's margin,
+``plan.arena_with_margin``) + the runtime's static RAM + resolver slots + a stack allowance. With
+``arena_placement = "psram"`` the arena counts against ``psram_bytes``. Code sizes come from
+``codegen/data/code_size.json`` (``python -m codegen.code_size``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from codegen.boards import Board
+from codegen.code_size import load_table, ops_flash
+from codegen.errors import TfgenError
+from codegen.ir import ModelIR
+from codegen.plan import ARENA_ALIGN, ARENA_MARGIN_PERCENT, arena_with_margin  # the generator's margin
+from codegen.textreport import table
+
+# Stack for main + MicroInterpreter::Invoke + a reference kernel: an allowance, not a measurement.
+# GCC's -fstack-usage puts TFLM's largest single frames at ~1.3 KiB (FullyConnectedEval, ConvEval:
+# code_size.json, largest_stack_frames); 8 KiB covers such a frame under main -> Invoke -> Eval ->
+# the reference op, plus the harness's printf.
+STACK_BYTES = 8192
+HOST_ARENA = "measured by tflite_micro on the 64-bit host (an upper bound for a 32-bit target)"
+# Framework code outside tfgen's program, where a published figure exists: (flash, RAM, source).
+FRAMEWORK_COST: dict[str, tuple[int, int, str]] = {
+    "espidf": (170638, 8488, "ESP-IDF Programming Guide, 'Minimizing Binary Size', idf.py size of "
+                             "hello_world: image 170,638 B, .data 6,504 + .bss 1,984 B"),
+}
+# tfgen's firmware harness (firmware/*.cc: runner, replay, platform output, plus the libc they pull
+# in). Measured with `tfgen build MODEL --board mps2_an386` (tfgen's own Cortex-M4F builder, -Os):
+# ad01_int8's image is 329,160 B of flash = 276,976 B model + 52,184 B, which is 12,856 B more than
+# code_size.json's Cortex-M4F runtime (28,504) + FULLY_CONNECTED (10,824). Rounded up to 13 KiB for
+# the model-specific strings (model and tensor names); scaled by the core's factor where estimated.
+HARNESS_FLASH = 13 * 1024
+MEASURED_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
+XTENSA_KEY = "xtensa"
+
+
+@dataclass(frozen=True)
+class FitRow:
+    board: str
+    core: str
+    flash_needed: int
+    flash_limit: int
+    ram_needed: int                 # internal RAM
+    ram_limit: int
+    psram_needed: int               # 0 unless the arena goes to PSRAM
+    psram_limit: int
+    flash_parts: dict[str, int] = field(default_factory=dict)
+    ram_parts: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()     # how each figure is estimated, one clause each
+
+    @property
+    def method(self) -> str:
+        return "; ".join(self.notes)
+
+    @property
+    def flash_headroom_percent(self) -> float:
+        return _headroom(self.flash_needed, self.flash_limit)
+
+    @property
+    def ram_headroom_percent(self) -> float:
+        return _headroom(self.ram_needed, self.ram_limit)
+
+    @property
+    def psram_headroom_percent(self) -> float | None:
+        return _headroom(self.psram_needed, self.psram_limit) if self.psram_needed else None
+
+    @property
+    def fits(self) -> bool:
+        return (self.flash_needed <= self.flash_limit and self.ram_needed <= self.ram_limit
+                and self.psram_needed <= self.psram_limit)
+
+    def verdict(self) -> str:
+        """One line naming what overflows, by how much."""
+        over = [f"{what} needs {need:,} B, {limit:,} B available ({need - limit:,} B over)"
+                for what, need, limit in (("flash", self.flash_needed, self.flash_limit),
+                                          ("RAM", self.ram_needed, self.ram_limit),
+                                          ("PSRAM", self.psram_needed, self.psram_limit))
+                if need > limit]
+        return "; ".join(over) if over else "fits"
+
+
+def _headroom(needed: int, limit: int) -> float:
+    return round(100 * (limit - needed) / limit, 1)
+
+
+def _core_figures(core: str, sizes: dict) -> tuple[dict | None, str]:
+    """The code-size entry for ``core`` and how it was obtained."""
+    cores = sizes["cores"]
+    if core == "host":
+        return None, "host: code size not applicable (tfgen budget, no flash to estimate)"
+    if core in cores and core in MEASURED_CORES:
+        return cores[core], f"measured for {core} (arm-none-eabi-gcc, TFLM reference kernels)"
+    if core.startswith("xtensa"):
+        entry = cores[XTENSA_KEY]
+        return entry, f"estimated for Xtensa: {entry['note']}"
+    # An unmeasured Cortex-M core: the measured core with the largest runtime, scaled up so that each
+    # figure is at least the largest measured one.
+    measured = [cores[c] for c in MEASURED_CORES if c in cores]
+    largest = max(measured, key=lambda m: m["runtime_flash"])
+    merged = dict(largest)
+    for key in ("runtime_flash", "runtime_ram", "ram_per_op_slot"):
+        merged[key] = max(m[key] for m in measured)
+    merged["ops"] = {op: max(m["ops"][op] for m in measured) for op in largest["ops"]}
+    merged["ops_ram"] = {op: max(m["ops_ram"].get(op, 0) for m in measured)
+                         for m in measured for op in m["ops_ram"]}
+    merged.pop("combination", None)
+    return merged, f"not measured for {core}: the largest figure of {', '.join(MEASURED_CORES)}"
+
+
+def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
+              arena_source: str = HOST_ARENA) -> FitRow:
+    figures, how = _core_figures(board.core, sizes)
+    op_names = [op.name for op in ir.ops]
+    arena = arena_with_margin(arena_bytes)
+    flash = {"model": ir.size_bytes}
+    ram = {"stack": STACK_BYTES}
+    notes = [f"model: the .tflite size ({ir.size_bytes:,} B) as a const array",
+             f"arena: {arena_bytes:,} B {arena_source} + {ARENA_MARGIN_PERCENT} % rounded up to "
+             f"{ARENA_ALIGN} B = {arena:,} B",
+             f"stack: {STACK_BYTES:,} B allowance (not measured)"]
+    if figures is not None:
+        missing = [op for op in op_names if op not in figures["ops"]]
+        if missing:
+            raise TfgenError(f"{ir.source}: no code size known for op {', '.join(missing)}",
+                             "regenerate codegen/data/code_size.json with python -m codegen.code_size")
+        flash["runtime"] = figures["runtime_flash"]
+        flash["ops"] = ops_flash(figures, op_names)
+        flash["harness"] = round(HARNESS_FLASH * figures.get("factor", 1))
+        ram["runtime"] = figures["runtime_ram"]
+        ram["resolver"] = figures["ram_per_op_slot"] * max(len(op_names) - 1, 0)
+        ram["ops"] = sum(figures["ops_ram"].get(op, 0) for op in op_names)
+        notes.append("code: runtime = interpreter + empty resolver + newlib-nano; ops = per-op "
+                     "increments with helpers shared between ops counted once; harness = tfgen's "
+                     f"firmware harness, {HARNESS_FLASH:,} B (measured in an mps2_an386 build)")
+        check = figures.get("combination", {}).get("kws")
+        notes.append(f"code size {how}" + (f"; ops estimate {check['estimate_error_percent']:+} % against "
+                                           "the kws op set linked together" if check else ""))
+        if board.kernels == "cmsis-nn":
+            notes.append("kernels: the board builds CMSIS-NN; sizes are of the reference kernels")
+    else:
+        notes.append(how)
+    framework = board.platformio.framework
+    if framework in FRAMEWORK_COST:
+        fw_flash, fw_ram, source = FRAMEWORK_COST[framework]
+        flash["framework"] = fw_flash
+        ram["framework"] = fw_ram
+        notes.append(f"framework {framework}: {source}")
+    elif framework:
+        notes.append(f"framework {framework}: its own code and RAM are not counted (no figure measured)")
+    psram = 0
+    if board.arena_placement == "psram":
+        psram = arena
+        notes.append("arena placed in PSRAM: counted against psram_bytes")
+    else:
+        ram["arena"] = arena
+    return FitRow(board=board.name, core=board.core, flash_needed=sum(flash.values()),
+                  flash_limit=board.flash_bytes, ram_needed=sum(ram.values()), ram_limit=board.ram_bytes,
+                  psram_needed=psram, psram_limit=board.psram_bytes, flash_parts=flash, ram_parts=ram,
+                  notes=tuple(notes))
+
+
+def fit(ir: ModelIR, arena_bytes: int, boards: Iterable[Board], sizes: dict | None = None,
+        arena_source: str = HOST_ARENA) -> list[FitRow]:
+    """One row per board: flash and RAM needed against its limits. ``arena_bytes`` is the measured
+    arena without margin (``oracle.measure_arena(...).min_bytes``, or a 32-bit figure with
+    ``arena_source`` saying where it comes from); ``sizes`` defaults to the committed code-size
+    table."""
+    if arena_bytes < 0:
+        raise TfgenError(f"arena of {arena_bytes} bytes: expected a size >= 0", "measure it with tfgen inspect")
+    sizes = sizes if sizes is not None else load_table()
+    return [fit_board(ir, arena_bytes, b, sizes, arena_source) for b in boards]
+
+
+def _k(n: int) -> str:
+    return f"{n / 1024:,.1f} K"
+
+
+def format_fit_table(rows: list[FitRow]) -> str:
+    """A table of the rows; below it the notes every row shares, then each other note once, numbered."""
+    common = [n for n in rows[0].notes if all(n in r.notes for r in rows)] if rows else []
+    notes: list[str] = []
+    body = []
+    for r in rows:
+        refs = []
+        for n in r.notes:
+            if n in common:
+                continue
+            if n not in notes:
+                notes.append(n)
+            refs.append(str(notes.index(n) + 1))
+        psram = f"{_k(r.psram_needed)} / {_k(r.psram_limit)}" if r.psram_needed else "-"
+        body.append([r.board, r.core, _k(r.flash_needed), _k(r.flash_limit), f"{r.flash_headroom_percent:.1f}%",
+                     _k(r.ram_needed), _k(r.ram_limit), f"{r.ram_headroom_percent:.1f}%", psram,
+                     "yes" if r.fits else "NO", ",".join(refs) or "-"])
+    text = table(["board", "core", "flash needed", "flash", "headroom", "RAM needed", "RAM", "headroom",
+                  "PSRAM needed / PSRAM", "fits", "notes"], body, right={2, 3, 4, 5, 6, 7})
+    return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
+                     + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
+
+
+def fit_to_dict(rows: list[FitRow]) -> dict:
+    return {"boards": [{
+        "board": r.board, "core": r.core, "fits": r.fits, "verdict": r.verdict(),
+        "flash": {"needed": r.flash_needed, "limit": r.flash_limit,
+                  "headroom_percent": r.flash_headroom_percent, "parts": dict(r.flash_parts)},
+        "ram": {"needed": r.ram_needed, "limit": r.ram_limit, "headroom_percent": r.ram_headroom_percent,
+                "parts": dict(r.ram_parts)},
+        "psram": {"needed": r.psram_needed, "limit": r.psram_limit,
+                  "headroom_percent": r.psram_headroom_percent},
+        "method": r.method,
+    } for r in rows], "arena_margin_percent": ARENA_MARGIN_PERCENT, "stack_bytes": STACK_BYTES}
