@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tarfile
 import tempfile
@@ -26,6 +27,16 @@ URL_ENV = "TFGEN_TFLM_URL"          # another location of the same archive (a mi
 CACHE_ENV = "TFGEN_CACHE_DIR"
 MARKER = ".tfgen-tree-sha256"
 DOWNLOAD_TIMEOUT_S = 120
+
+
+def tree_version(root: Path) -> str | None:
+    """The esp-tflite-micro release a tree is, from its idf_component.yml ("esp-tflite-micro 1.3.8")."""
+    manifest = Path(root) / "idf_component.yml"
+    if manifest.is_file():
+        m = re.search(r'^version:\s*"?([^"\s]+)"?', manifest.read_text(encoding="utf-8"), re.M)
+        if m:
+            return f"esp-tflite-micro {m.group(1)}"
+    return None
 
 
 def cache_root() -> Path:

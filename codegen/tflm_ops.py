@@ -77,12 +77,9 @@ def derive_from_tree(tflm_dir: Path) -> dict:
 
 
 def _describe_tree(tflm_dir: Path) -> str:
-    manifest = tflm_dir / "idf_component.yml"
-    if manifest.is_file():
-        m = re.search(r'^version:\s*"?([^"\s]+)"?', manifest.read_text(encoding="utf-8"), re.M)
-        if m:
-            return f"esp-tflite-micro {m.group(1)}: {RESOLVER_HEADER}"
-    return f"TFLM tree: {RESOLVER_HEADER}"
+    from codegen.tflm_fetch import tree_version
+    version = tree_version(tflm_dir)
+    return f"{version}: {RESOLVER_HEADER}" if version else f"TFLM tree: {RESOLVER_HEADER}"
 
 
 @lru_cache(maxsize=None)

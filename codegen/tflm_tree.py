@@ -144,16 +144,7 @@ def open_tree(root: Path) -> TflmTree:
         raise TfgenError(f"{root}: not a TFLM tree tfgen can use ({len(missing)} core files missing, "
                          f"e.g. {missing[0]})",
                          f"use espressif/esp-tflite-micro v{PINNED_VERSION}")
-    return TflmTree(root, _version(root))
-
-
-def _version(root: Path) -> str:
-    manifest = root / "idf_component.yml"
-    if manifest.is_file():
-        m = re.search(r'^version:\s*"?([^"\s]+)"?', manifest.read_text(encoding="utf-8"), re.M)
-        if m:
-            return f"esp-tflite-micro {m.group(1)}"
-    return "TFLM tree of unknown version"
+    return TflmTree(root, tflm_fetch.tree_version(root) or "TFLM tree of unknown version")
 
 
 @lru_cache(maxsize=8)
@@ -166,20 +157,25 @@ def _registrations(kernels_dir: Path) -> dict[str, str]:
     return found
 
 
+def kernel_main_file(tree: TflmTree, op: str) -> str:
+    """The kernel file (name) defining ``op``'s Register_* function."""
+    op_set = load_op_set()
+    defined = _registrations(tree.root / KERNELS_DIR)
+    method = op_set.method_for(op)
+    registration = op_set.registrations.get(method or "")
+    if registration is None or registration not in defined:
+        raise TfgenError(f"{tree.root}: no kernel source for op {op} ({registration or 'no Register_ function'})",
+                         f"use espressif/esp-tflite-micro v{PINNED_VERSION}, whose kernels tfgen knows")
+    return defined[registration]
+
+
 def kernel_sources(tree: TflmTree, ops: list[str]) -> list[str]:
     """The kernel files that implement ``ops``: the file defining each op's Register_* function,
     its ``<stem>_common.cc`` when there is one, and the extras the table above names."""
-    op_set = load_op_set()
     kernels_dir = tree.root / KERNELS_DIR
-    defined = _registrations(kernels_dir)
     files: set[str] = set()
     for op in ops:
-        method = op_set.method_for(op)
-        registration = op_set.registrations.get(method or "")
-        if registration is None or registration not in defined:
-            raise TfgenError(f"{tree.root}: no kernel source for op {op} ({registration or 'no Register_ function'})",
-                             f"use espressif/esp-tflite-micro v{PINNED_VERSION}, whose kernels tfgen knows")
-        main = defined[registration]
+        main = kernel_main_file(tree, op)
         files.add(main)
         common = main.removesuffix(".cc") + "_common.cc"
         if (kernels_dir / common).is_file():
