@@ -357,7 +357,7 @@ class Build(Command):
             with _quiet():
                 gen_args.handler.run(gen_args)
         firmware = build.build_project(project, board)
-        report = _fit_report(project, board, firmware)
+        report = build.fit_report(project, board, firmware)
         emit(report, args.json, build_text)
         if not report["fits"]:
             raise DoesNotFit(f"{board.name}: the firmware does not fit ({report['verdict']})",
@@ -384,27 +384,6 @@ def _quiet():
     import contextlib
     import io
     return contextlib.redirect_stdout(io.StringIO())
-
-
-def _fit_report(project: Path, board, firmware) -> dict:
-    import re as _re
-    header = (project / "src" / "tfgen_model.h").read_text(encoding="utf-8")
-    arena = int(_re.search(r"kArenaSize = (\d+);", header).group(1))
-    heap_arena = "esp_heap_caps.h" in (project / "src" / "tfgen_model.cc").read_text(encoding="utf-8")
-    flash, ram = firmware.size.flash, firmware.size.ram
-    ram_needed = ram + (arena if heap_arena and board.arena_placement == "internal" else 0)
-    psram_needed = arena if board.arena_placement == "psram" else 0
-    rows = [("flash", flash, board.flash_bytes), ("RAM", ram_needed, board.ram_bytes)]
-    if board.psram_bytes:
-        rows.append(("PSRAM", psram_needed, board.psram_bytes))
-    fits = all(used <= limit for _, used, limit in rows)
-    verdict = "; ".join(f"{what} {used:,} of {limit:,} bytes" for what, used, limit in rows)
-    return {"project": str(project), "board": board.name, "elf": str(firmware.elf), "builder": firmware.builder,
-            "build_seconds": round(firmware.seconds, 2), "arena_bytes": arena,
-            "arena_in": "heap" if heap_arena else "static RAM",
-            "memory": [{"region": w, "used": u, "limit": l, "headroom_percent": round(100 * (l - u) / l, 1)}
-                       for w, u, l in rows],
-            "sections": firmware.size.to_dict()["sections"], "fits": fits, "verdict": verdict}
 
 
 class Flash(Command):
