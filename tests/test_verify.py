@@ -51,7 +51,7 @@ def verify_cli(path, board, *extra):
 def test_firmware_matches_the_oracle_on_100_vectors(name, board, digits_int8):
     needs_board_tools(board)
     path = digits_int8 if name == "digits" else model(name)
-    status, r = verify_cli(path, board, "--vectors", 100)
+    status, r = verify_cli(path, board, "--vectors", 100, *(("--kernels", "reference") if board != "host" else ()))
     ir = inspection.parse_model(path.read_bytes(), path.name)
     print(f"\n{name} on {board}: {r['mismatched_bytes']} of {r['bytes_compared']} bytes differ; arena used "
           f"{r['arena_used_bytes']} ({r['target_bits']}-bit) of {r['arena_size']}, host {r['host_arena_64bit']}; "
@@ -70,8 +70,8 @@ def test_firmware_matches_the_oracle_on_100_vectors(name, board, digits_int8):
 def test_kws_costs_what_the_reference_kernels_cost_on_cortex_m4f():
     """Measured by hand before tfgen existed: 258.9 M instructions, 22,772 bytes of arena (32-bit)."""
     needs_board_tools("mps2_an386")
-    status, r = verify_cli(model("kws_ref_model"), "mps2_an386", "--vectors", 2)
-    assert status == 0
+    status, r = verify_cli(model("kws_ref_model"), "mps2_an386", "--vectors", 2, "--kernels", "reference")
+    assert status == 0 and r["kernels"] == "reference" and r["optimized_ops"] == []
     assert r["arena_used_bytes"] == 22772
     assert 258_000_000 < r["instructions_per_inference"] < 260_000_000
 
@@ -139,7 +139,6 @@ def test_a_wrong_output_is_reported_with_the_first_mismatch(tmp_path):
 def test_per_op_names_the_first_op_that_diverges(tmp_path):
     """Damage one weight of the second CONV_2D in the firmware's copy of the model (the oracle keeps
     the original): the outputs differ, and --per-op must point at that op, not an earlier one."""
-    import dataclasses
     path = model("kws_ref_model")
     data = path.read_bytes()
     ir = inspection.parse_model(data, path.name)
