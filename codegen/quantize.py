@@ -52,7 +52,7 @@ class Result:
     report: dict = field(default_factory=dict)
 
 
-def _tf():
+def import_tensorflow():
     """TensorFlow, imported without the C++ start-up chatter it prints on stderr."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
@@ -78,7 +78,7 @@ class _Source:
 class _KerasSource(_Source):
     def __init__(self, path: Path):
         super().__init__(path)
-        tf = _tf()
+        tf = import_tensorflow()
         import keras
         try:
             model = keras.models.load_model(path, compile=False)
@@ -100,13 +100,13 @@ class _KerasSource(_Source):
         self._frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*specs))
 
     def converter(self):
-        return _tf().lite.TFLiteConverter.from_concrete_functions([self._frozen])
+        return import_tensorflow().lite.TFLiteConverter.from_concrete_functions([self._frozen])
 
 
 class _SavedModelSource(_Source):
     def __init__(self, path: Path, signature: str = "serving_default"):
         super().__init__(path)
-        tf = _tf()
+        tf = import_tensorflow()
         from tensorflow.core.protobuf import saved_model_pb2
         sm = saved_model_pb2.SavedModel()
         try:
@@ -132,7 +132,7 @@ class _SavedModelSource(_Source):
     def converter(self):
         # The TF1 loader reads the graph and its checkpoint without restoring Python objects, so
         # SavedModels written by Keras 2 with optimizer slots load too, and it fixes the batch to 1.
-        return _tf().compat.v1.lite.TFLiteConverter.from_saved_model(
+        return import_tensorflow().compat.v1.lite.TFLiteConverter.from_saved_model(
             str(self.path), input_shapes=self._shapes, signature_key=self.signature)
 
 
@@ -160,7 +160,7 @@ def open_source(path: Path) -> _Source:
 
 
 def _convert(src: _Source, calib: list[np.ndarray] | None, opts: Options) -> bytes:
-    tf = _tf()
+    tf = import_tensorflow()
     conv = src.converter()
     if calib is not None:
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -265,6 +265,6 @@ def _quality(src: _Source, model: bytes, ir: ModelIR, data: list[np.ndarray],
 
 def _run_float(model: bytes, data: list[np.ndarray]) -> list[np.ndarray]:
     """The float reference: the same graph, converted without quantization, run by TFLite."""
-    _tf()
+    import_tensorflow()
     shaped = [a[:, None] for a in data]            # (N, 1, *sample): one batch-1 tensor per vector
     return run_tflite(model, shaped, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")

@@ -5,7 +5,6 @@ nothing downloaded). Writes model.keras, calib.npy (training images), x_test.npy
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -13,7 +12,8 @@ import numpy as np
 
 
 def train(out_dir: Path) -> Path:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from codegen.quantize import import_tensorflow
+    import_tensorflow()                     # TensorFlow without its C++ start-up chatter
     import keras
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
