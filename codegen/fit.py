@@ -123,7 +123,7 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
     flash = {"model": ir.size_bytes}
     ram = {"stack": STACK_BYTES}
     notes = [f"model: the .tflite size ({ir.size_bytes:,} B) as a const array",
-             f"arena: {arena_bytes:,} B {arena_source} + {ARENA_MARGIN_PERCENT} % rounded up to "
+             f"arena: {arena_bytes:,} B {arena_source} + at most {ARENA_MARGIN_PERCENT} %, a multiple of "
              f"{ARENA_ALIGN} B = {arena:,} B",
              f"stack: {STACK_BYTES:,} B allowance (not measured)"]
     if figures is not None:

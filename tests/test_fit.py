@@ -50,12 +50,14 @@ def _row(rows, board):
 # --- the arena margin ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("measured_bytes, expected", [
-    (0, 0), (1, 16), (16, 32), (100, 112), (4632, 4864), (24272, 25488), (1_000_000, 1_050_000),
+    (0, 0), (1, 16), (16, 16), (100, 112), (4632, 4848), (22772, 23904), (24272, 25472),
+    (1_000_000, 1_050_000),
 ])
-def test_arena_margin_is_5_percent_rounded_up_to_16(measured_bytes, expected):
+def test_arena_margin_is_at_most_5_percent_in_multiples_of_16(measured_bytes, expected):
     assert ARENA_MARGIN_PERCENT == 5
     assert arena_with_margin(measured_bytes) == expected
     assert arena_with_margin(measured_bytes) % 16 == 0
+    assert measured_bytes <= expected <= max(measured_bytes * 1.05, -(-measured_bytes // 16) * 16)
 
 
 # --- real models on the built-in boards ------------------------------------------------------------
@@ -238,7 +240,9 @@ def test_estimate_bounds_a_real_cortex_m4f_build(measured, tmp_path, name):
     within 10 %; its static RAM (no stack) is at or above the image's."""
     needs_cortex_m()
     from conftest import run_tfgen
-    r = run_tfgen("build", model(name), "--board", "mps2_an386", "-o", tmp_path / "p", "--json")
+    # fit's table measures TFLM's reference kernels (CMSIS-NN's sizes are not in it yet)
+    r = run_tfgen("build", model(name), "--board", "mps2_an386", "-o", tmp_path / "p", "--json",
+                  "--kernels", "reference")
     assert r.returncode == 0, r.stderr
     real = {m["region"]: m["used"] for m in json.loads(r.stdout)["memory"]}
     ir, arena = measured(name)
