@@ -1,0 +1,37 @@
+"""Smoke test of bench/run.py on the smallest model: it runs, and its figures hang together."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from codegen.tflm_tree import ENV_VAR
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_runs_on_hello_world(tmp_path):
+    if not os.environ.get(ENV_VAR):
+        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
+    for tool in ("arm-none-eabi-g++", "qemu-system-arm"):
+        if not shutil.which(tool):
+            pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi, qemu-system-arm)")
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--models", "hello_world_int8",
+                        "--no-tool-speed", "--json", str(out), "--work", str(tmp_path / "work")],
+                       capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "hello_world_int8 tfgen" in r.stdout and "ratio" in r.stdout
+    [row] = json.loads(out.read_text())["models"]
+    t, b = row["tfgen"], row["baseline"]
+    assert t["byte_exact"] and b["byte_exact"]
+    assert t["instructions"] == b["instructions"] > 0            # the same kernels, the same work
+    assert t["flash"] < b["flash"] and t["ram"] < b["ram"]       # fewer kernels, const model, small arena
+    assert t["arena_used"] <= t["arena_constant"] <= t["arena_used"] * 1.05 + 16
+    assert b["arena_constant"] == 10 * row["model_bytes"]
+    assert row["peak_activations"] > 0 and t["code_bytes"] == t["flash"] - row["model_bytes"]
