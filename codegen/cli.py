@@ -213,6 +213,7 @@ class Generate(Command):
                        help="TFLM source tree (default: $TFGEN_TFLM_DIR, else the cached or downloaded "
                             "pinned esp-tflite-micro); ESP32 boards can do without")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        _kernel_options(p)
         p.add_argument("--arena-from", type=int, metavar="BYTES",
                        help="size the arena from this measured figure (e.g. the 32-bit arena `tfgen verify "
                             "--board mps2_an386` reports) instead of the 64-bit host measurement; the margin "
@@ -257,7 +258,9 @@ class Generate(Command):
                              + (["--arena-from", str(args.arena_from)] if args.arena_from else []))
         source = ("given with --arena-from, e.g. the 32-bit figure of `tfgen verify`" if args.arena_from
                   else plan.HOST_ARENA)
-        project = plan.make_plan(ir, board, measured, tree, count, command, source)
+        from codegen import cmsis_nn
+        cmsis, note = cmsis_nn.choose(board.kernels, args.cmsis_nn_dir, args.kernels) if tree else (None, None)
+        project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis)
         files = render.render_project(project, board, model, blob)
         render.write_project(files, out, args.force)
         report = {"project": str(out), "board": board.name, "kind": project.kind, "files": len(files),
@@ -265,9 +268,19 @@ class Generate(Command):
                   "arena_size": project.arena_size, "arena_placement": project.arena_placement,
                   "arena_basis": "--arena-from" if args.arena_from else "64-bit host",
                   "tflm": project.tflm_version, "vectors": count,
-                  "environments": _environments(project)}
+                  "environments": _environments(project),
+                  "kernels": project.kernels + (f" ({project.cmsis_nn_version})" if project.cmsis_nn_version else ""),
+                  "optimized_ops": list(project.optimized_ops), "notes": [note] if note else []}
         emit(report, args.json, generate_text)
         return 0
+
+
+def _kernel_options(p) -> None:
+    p.add_argument("--kernels", choices=("reference", "cmsis-nn"), default=None,
+                   help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's, "
+                        "cmsis-nn when a CMSIS-NN setup is available)")
+    p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
+                   help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR)")
 
 
 def _environments(project) -> list[str]:
@@ -292,6 +305,7 @@ class Verify(Command):
         src.add_argument("--inputs", type=Path, metavar="X.npy", help="inputs, as for `tfgen reference`")
         p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
         p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
+        _kernel_options(p)
         p.add_argument("--per-op", action="store_true",
                        help="also compare every op's outputs (on the first mismatching vector, else vector 0) "
                             "and name the first op that diverges")
@@ -310,7 +324,8 @@ class Verify(Command):
         else:
             inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
-        prep = verify.prepare(ir, model, board, inputs, args.tflm_dir, command)
+        prep = verify.prepare(ir, model, board, inputs, args.tflm_dir, command,
+                              cmsis_nn_dir=args.cmsis_nn_dir, kernels=args.kernels)
         result = verify.build_and_run(prep)
         report = result.to_dict()
         if args.per_op:
@@ -333,6 +348,7 @@ class Build(Command):
         p.add_argument("--calib", type=Path, metavar="DATA", help="calibration data for a float model")
         p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        _kernel_options(p)
         p.add_argument("--force", action="store_true", help="regenerate DIR if it exists")
         p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -350,7 +366,7 @@ class Build(Command):
                                  f"tfgen build {project} --board {board.name}")
             model_path = self._int8_model(args, project)
             gen = ["generate", str(model_path), "--board", board.name, "-o", str(project), "--force"]
-            for opt in ("tflm_dir", "boards_dir"):
+            for opt in ("tflm_dir", "boards_dir", "kernels", "cmsis_nn_dir"):
                 if getattr(args, opt):
                     gen += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
             gen_args = build_parser().parse_args(gen)

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen import proc
+from codegen import cmsis_nn, proc
 from codegen.errors import TfgenError
 from codegen.tflm_fetch import PINNED_VERSION
 from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS
@@ -133,11 +133,18 @@ def cache_dir() -> Path:
     return Path(base) / "tfgen" / "objects"
 
 
-def include_flags(for_app: bool) -> list[str]:
-    """``-I`` flags: lib/tflm and each of TFLM's include dirs; src/ first for our own files, whose
-    view of TFLM's headers is -isystem (their warnings are TFLM's, not ours)."""
+def carries_cmsis_nn(project: Path) -> bool:
+    """Whether the project's lib/tflm/ has CMSIS-NN (its kernels are then the cmsis_nn wrappers)."""
+    return (Path(project) / TFLM_DIR / cmsis_nn.LIB_DEST).is_dir()
+
+
+def include_flags(for_app: bool, with_cmsis_nn: bool = False) -> list[str]:
+    """``-I`` flags: lib/tflm and each of TFLM's include dirs (and CMSIS-NN's, when the project has
+    it); src/ first for our own files, whose view of TFLM's headers is -isystem (their warnings are
+    TFLM's, not ours)."""
     dirs = []
-    for d in (TFLM_DIR, *(f"{TFLM_DIR}/{sub}" for sub in INCLUDE_DIRS)):
+    subdirs = INCLUDE_DIRS + (cmsis_nn.INCLUDE_DIRS if with_cmsis_nn else ())
+    for d in (TFLM_DIR, *(f"{TFLM_DIR}/{sub}" for sub in subdirs)):
         d = os.path.normpath(d)
         if d not in dirs:
             dirs.append(d)
@@ -152,6 +159,9 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST,
     project = Path(project)
     common = [f for f in COMMON_FLAGS if not (target.arch_flags and f.startswith("-O"))]
     common += target.arch_flags
+    with_cmsis = carries_cmsis_nn(project)
+    if with_cmsis:
+        common += cmsis_nn.DEFINES       # every file: TFLM's kernel headers depend on it
     found = []
     for top, for_app in ((SRC_DIR, True), (TFLM_DIR, False)):
         base = project / top
@@ -166,7 +176,8 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST,
                 continue
             language = _SOURCE_SUFFIXES[path.suffix]
             flags = [*common, *(CXX_FLAGS if language == "c++" else C_FLAGS),
-                     *(_app_warnings(language) if for_app else TFLM_WARNINGS), *include_flags(for_app)]
+                     *(_app_warnings(language) if for_app else TFLM_WARNINGS),
+                     *include_flags(for_app, with_cmsis)]
             if for_app and test_mode:
                 flags += TEST_MODE_FLAGS
             if for_app:

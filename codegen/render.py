@@ -72,6 +72,8 @@ def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes
         root = Path(plan.tflm_root)
         for rel in plan.tflm_files:
             files[f"{TFLM_LIB}/{rel}"] = root / rel
+        for rel, src in plan.cmsis_nn_files:
+            files[f"{TFLM_LIB}/{rel}"] = Path(src)
 
     sources = sorted(p.removeprefix("src/") for p in files
                      if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])

@@ -101,6 +101,9 @@ def generate_text(r: dict) -> str:
         f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM "
         f"(measured {r['arena_measured']:,}: {r['arena_basis']}, plus margin)",
         f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
+        *([f"kernels    {r['kernels']}: optimized {', '.join(r['optimized_ops'])}"]
+          if r.get("optimized_ops") else []),
+        *[f"note: {n}" for n in r.get("notes", [])],
         f"next       cd {r['project']} && pio run" ])
 
 
@@ -123,6 +126,10 @@ def verify_text(r: dict) -> str:
     if r["instructions_per_inference"] is not None:
         out.append(f"cost       {r['instructions_per_inference']:,} instructions per inference "
                    "(QEMU -icount, to 1,000)")
+    if r.get("kernels"):
+        opt = r.get("optimized_ops") or []
+        out.append(f"kernels    {r['kernels']}" + (f": optimized {', '.join(opt)}" if opt else "")
+                   + (f"; flash {r['flash_bytes']:,} bytes" if r.get("flash_bytes") else ""))
     b = r["build"]
     out.append(f"build      {b['seconds']:.1f} s ({b['compiled']} compiled, {b['reused']} from the cache"
                f"{', warm' if b['warm'] else ''}); run {r['run_seconds']:.1f} s")

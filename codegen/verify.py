@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
+from codegen import cmsis_nn, elfsize, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
 from codegen.boards import Board
 from codegen.errors import TfgenError
 from codegen.ir import ModelIR
@@ -40,6 +40,9 @@ class VerifyResult:
     exit_status: int
     instructions_per_inference: int | None = None
     notes: tuple[str, ...] = field(default=())
+    kernels: str = "reference"
+    optimized_ops: tuple[str, ...] = ()
+    flash_bytes: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,6 +63,7 @@ class VerifyResult:
             "arena_size": self.arena_size, "host_arena_64bit": self.host_arena,
             "target_bits": 64 if self.board == "host" else 32,
             "instructions_per_inference": self.instructions_per_inference,
+            "kernels": self.kernels, "optimized_ops": list(self.optimized_ops), "flash_bytes": self.flash_bytes,
             "invoke_us_mean": _int(self.log.summary.get("invoke_us_mean")),
             "build": self.build.to_dict(), "run_seconds": round(self.run_seconds, 3),
             "tflm": self.tflm, "oracle": self.oracle, "notes": list(self.notes),
@@ -86,6 +90,9 @@ class Prepared:
     tflm: str
     ir: ModelIR | None = None
     model: bytes = b""
+    kernels: str = "reference"
+    optimized_ops: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,11 @@ class OpDivergence:
 
 
 def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
-            out: Path | None = None) -> Prepared:
-    """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded."""
+            out: Path | None = None, cmsis_nn_dir: Path | None = None, kernels: str | None = None) -> Prepared:
+    """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded.
+
+    ``kernels``: "reference", "cmsis-nn", or None for the board's own (cmsis-nn on mps2_an386 when a
+    CMSIS-NN setup is available, else reference with a note)."""
     if board.name not in BOARDS:
         raise TfgenError(f"verify runs on {', '.join(BOARDS)}, not {board.name}",
                          "verify on host (simulation) or mps2_an386 (QEMU Cortex-M4F); "
@@ -122,13 +132,16 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
                                  "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                                  "libstdc++-arm-none-eabi-newlib qemu-system-arm")
     tree = tflm_tree.resolve(tflm_dir)
+    cmsis, note = cmsis_nn.choose(board.kernels, cmsis_nn_dir, kernels)
     ref = reference.run_reference(ir, model, inputs, crosscheck=False)
-    project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command)
+    project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command, cmsis=cmsis)
     files = render.render_project(project, board, model, vectors.encode(ref.vectors))
-    out = out or work_dir(ir, board.name) / "project"
+    out = out or work_dir(ir, board.name) / ("project" if project.kernels != "cmsis-nn" else "project-cmsis-nn")
     _refresh(files, out)
-    return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size, tree.version,
-                    ir, model)
+    return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
+                    tree.version, ir, model,
+                    f"cmsis-nn ({project.cmsis_nn_version})" if project.cmsis_nn_version else project.kernels, project.optimized_ops,
+                    (note,) if note else ())
 
 
 def build_and_run(prep: Prepared) -> VerifyResult:
@@ -142,7 +155,8 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     instructions = None
     if prep.board.name == "mps2_an386" and _int(log.summary.get("invoke_us_mean")) is not None:
         instructions = _int(log.summary["invoke_us_mean"]) * 1000    # -icount shift=0: 1 ns = 1 insn
-    notes = []
+    notes = list(prep.notes)
+    flash = elfsize.image_size(built.executable).flash if prep.board.name != "host" else None
     oracle_version = oracle.tflm_version()
     if comparison.mismatched_bytes:
         notes.append(f"the firmware's TFLM is {prep.tflm}, the oracle is tflite_micro {oracle_version}; "
@@ -152,7 +166,7 @@ def build_and_run(prep: Prepared) -> VerifyResult:
                      + proc.tail(result.stderr or result.stdout, 3).replace("\n", " | "))
     return VerifyResult(prep.board.name, prep.source, comparison, log, built, seconds, prep.arena_size,
                         prep.host_arena, prep.tflm, oracle_version, result.returncode,
-                        instructions, tuple(notes))
+                        instructions, tuple(notes), prep.kernels, prep.optimized_ops, flash)
 
 
 def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None,

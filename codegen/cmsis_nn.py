@@ -1,0 +1,244 @@
+"""CMSIS-NN for Cortex-M boards: TFLM's ``kernels/cmsis_nn/`` wrappers over Arm's CMSIS-NN library.
+
+A CMSIS-NN setup is one directory, from ``--cmsis-nn-dir`` or ``TFGEN_CMSIS_NN_DIR``, holding::
+
+    DIR/tflite-micro/   tensorflow/tflite-micro at the commit the TFLM tree was synced from
+                        (only tensorflow/lite/micro/kernels/cmsis_nn/*.cc is read)
+    DIR/CMSIS-NN/       ARM-software/CMSIS-NN at the commit that tflite-micro's
+                        tensorflow/lite/micro/tools/make/ext_libs/cmsis_nn_download.sh names
+
+For esp-tflite-micro 1.3.8 (TFLM synced 2026-07-20) those are PINNED_TFLM_COMMIT and
+PINNED_CMSIS_NN_COMMIT below. No download yet: the directory must be supplied.
+
+Selection: for each kernel file of the model's ops that has a wrapper of the same name in
+``kernels/cmsis_nn/``, the wrapper replaces the reference file (``<op>_common.cc`` and the other
+helpers stay), and only the CMSIS-NN library sources the chosen wrappers reach are copied. That
+reach is the table ``data/cmsis_nn_sources.json``, made by a symbol closure over the compiled
+library (what the linker pulls from an archive of it); regenerate it with::
+
+    python -m codegen.cmsis_nn --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
+
+In a project the wrappers go to ``lib/tflm/tensorflow/lite/micro/kernels/cmsis_nn/`` and the library
+to ``lib/tflm/third_party/cmsis_nn/`` (its ``Include/`` and the selected ``Source/`` files); every
+file of the project is compiled with ``-DCMSIS_NN`` (TFLM's kernel headers depend on it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from codegen.errors import TfgenError
+
+ENV_VAR = "TFGEN_CMSIS_NN_DIR"
+PINNED_TFLM_COMMIT = "096563546742ba81adb6f012ab718d196a48e02d"     # tflite-micro, 2026-07-13
+PINNED_CMSIS_NN_COMMIT = "4ab83cc3cc98fb85ed6dafb55e8ca02f1628dcae"  # CMSIS-NN, 2026-06-17
+WRAPPERS_DIR = "tensorflow/lite/micro/kernels/cmsis_nn"
+KERNELS_DIR = "tensorflow/lite/micro/kernels"
+LIB_DEST = "third_party/cmsis_nn"              # in lib/tflm/
+DEFINES = ("-DCMSIS_NN",)
+# Header directories, relative to lib/tflm/: the wrappers include "Include/arm_nnfunctions.h",
+# the library's own sources "arm_nnfunctions.h".
+INCLUDE_DIRS = (LIB_DEST, f"{LIB_DEST}/Include")
+KERNEL_CHOICES = ("reference", "cmsis-nn")
+DATA_FILE = Path(__file__).parent / "data" / "cmsis_nn_sources.json"
+HINT = (f"pass --cmsis-nn-dir DIR or set {ENV_VAR}=DIR, DIR holding tflite-micro/ (tensorflow/tflite-micro "
+        f"@{PINNED_TFLM_COMMIT[:12]}) and CMSIS-NN/ (ARM-software/CMSIS-NN @{PINNED_CMSIS_NN_COMMIT[:12]}); "
+        "or use --kernels reference")
+
+
+@dataclass(frozen=True)
+class CmsisNn:
+    root: Path
+
+    @property
+    def wrappers(self) -> Path:
+        return self.root / "tflite-micro" / WRAPPERS_DIR
+
+    @property
+    def library(self) -> Path:
+        return self.root / "CMSIS-NN"
+
+    @property
+    def version(self) -> str:
+        return f"CMSIS-NN {PINNED_CMSIS_NN_COMMIT[:12]} (tflite-micro cmsis_nn wrappers {PINNED_TFLM_COMMIT[:12]})"
+
+    def wrapped(self) -> set[str]:
+        """Names of the kernel files that have a wrapper (conv.cc, ...)."""
+        return {p.name for p in self.wrappers.glob("*.cc")}
+
+    def select(self, kernel_files: list[str]) -> "Selection":
+        """Split the reference kernel selection: which files a wrapper replaces, and what to copy."""
+        wrapped = self.wrapped()
+        table = load_table()
+        kept, wrappers, library = [], [], set()
+        for f in kernel_files:
+            name = Path(f).name
+            if f.startswith(KERNELS_DIR + "/") and "/" not in f[len(KERNELS_DIR) + 1:] and name in wrapped:
+                wrappers.append(name)
+                if name not in table:
+                    raise TfgenError(f"no CMSIS-NN source list for the wrapper {name}",
+                                     "regenerate codegen/data/cmsis_nn_sources.json (python -m codegen.cmsis_nn)")
+                library.update(table[name])
+            else:
+                kept.append(f)
+        files: dict[str, Path] = {f"{WRAPPERS_DIR}/{w}": self.wrappers / w for w in wrappers}
+        include = self.library / "Include"
+        for h in sorted(include.rglob("*.h")):
+            files[f"{LIB_DEST}/{h.relative_to(self.library).as_posix()}"] = h
+        for src in sorted(library):
+            files[f"{LIB_DEST}/{src}"] = self.library / src
+        files[f"{LIB_DEST}/LICENSE"] = self.library / "LICENSE"
+        return Selection(tuple(kept), tuple(sorted(wrappers)), tuple(sorted(files.items())))
+
+
+@dataclass(frozen=True)
+class Selection:
+    kernel_files: tuple[str, ...]              # reference kernel files still used (tree-relative)
+    wrappers: tuple[str, ...]                  # wrapper file names used (conv.cc, ...)
+    files: tuple[tuple[str, Path], ...]        # lib/tflm-relative destination -> source file
+
+
+def resolve(option: Path | None = None) -> CmsisNn:
+    chosen = option or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
+    if chosen is None:
+        raise TfgenError("no CMSIS-NN setup: the board's kernels are cmsis-nn and none was given", HINT)
+    return open_dir(chosen)
+
+
+def choose(board_kernels: str, option: Path | None = None, kernels: str | None = None
+           ) -> tuple[CmsisNn | None, str | None]:
+    """The CMSIS-NN setup a build for a board with ``board_kernels`` uses, and a note when it falls
+    back to the reference kernels. ``kernels`` ("reference"/"cmsis-nn"/None = the board's default)."""
+    if kernels == "reference":
+        return None, None
+    if board_kernels != "cmsis-nn":
+        if kernels == "cmsis-nn":
+            raise TfgenError(f"--kernels cmsis-nn: this board's kernels are {board_kernels}",
+                             "CMSIS-NN is for the Cortex-M boards (kernels = \"cmsis-nn\" in boards/*.toml)")
+        return None, None
+    if kernels == "cmsis-nn":
+        return resolve(option), None
+    found = available(option)
+    if found is None:
+        return None, (f"CMSIS-NN not available, so TFLM's reference kernels were used; set {ENV_VAR} "
+                      "(or --cmsis-nn-dir) for the board's CMSIS-NN kernels")
+    return found, None
+
+
+def available(option: Path | None = None) -> CmsisNn | None:
+    if option or os.environ.get(ENV_VAR):
+        return resolve(option)
+    return None
+
+
+def open_dir(root: Path) -> CmsisNn:
+    root = Path(root).expanduser().resolve()
+    c = CmsisNn(root)
+    problems = []
+    if not (c.wrappers / "conv.cc").is_file():
+        problems.append(f"no {c.wrappers}/conv.cc")
+    if not (c.library / "Include" / "arm_nnfunctions.h").is_file():
+        problems.append(f"no {c.library}/Include/arm_nnfunctions.h")
+    if problems:
+        raise TfgenError(f"{root}: not a CMSIS-NN setup tfgen can use ({'; '.join(problems)})", HINT)
+    return c
+
+
+@lru_cache(maxsize=1)
+def load_table() -> dict[str, list[str]]:
+    return json.loads(DATA_FILE.read_text(encoding="utf-8"))["wrappers"]
+
+
+def optimized_ops(tree, ops: list[str], wrappers: tuple[str, ...]) -> list[str]:
+    """The builtin ops among ``ops`` whose kernel is one of ``wrappers``."""
+    from codegen.tflm_tree import kernel_main_file
+    return [op for op in ops if kernel_main_file(tree, op) in wrappers]
+
+
+# --- the table: which library sources each wrapper reaches -------------------------------------
+
+_NM_LINE = re.compile(r"^\s*(?:[0-9a-fA-F]+\s+)?([A-Za-z])\s+(\S+)$")
+CFLAGS = ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+          "-ffunction-sections", "-fdata-sections", "-w")
+
+
+def _symbols(obj: Path) -> tuple[set[str], set[str]]:
+    from codegen import proc
+    out = proc.run(["arm-none-eabi-nm", obj], what=f"nm {obj.name}", timeout=60).stdout
+    defined, undefined = set(), set()
+    for line in out.splitlines():
+        m = _NM_LINE.match(line)
+        if m:
+            (undefined if m.group(1) == "U" else defined).add(m.group(2))
+    return defined, undefined
+
+
+def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
+    """Compile the wrappers and the library for Cortex-M4F; for each wrapper, the library sources in
+    the closure of its undefined symbols (the members an archive link would pull)."""
+    from codegen import proc
+    from codegen.tflm_tree import INCLUDE_DIRS as TFLM_INCLUDES
+    sources = sorted(p.relative_to(c.library).as_posix() for p in (c.library / "Source").rglob("*.c"))
+    with tempfile.TemporaryDirectory(prefix="tfgen-cmsis-") as tmp:
+        def compile_one(args):
+            src, cxx, out = args
+            inc = ["-I" + str(c.library), "-I" + str(c.library / "Include")]
+            if cxx:
+                inc += ["-I" + str(tflm_root / d) for d in TFLM_INCLUDES]
+                cmd = ["arm-none-eabi-g++", "-std=c++17", "-fno-rtti", "-fno-exceptions",
+                       "-DTF_LITE_STATIC_MEMORY", *DEFINES, *CFLAGS, *inc, "-c", src, "-o", out]
+            else:
+                cmd = ["arm-none-eabi-gcc", "-std=c11", *CFLAGS, *inc, "-c", src, "-o", out]
+            ok = proc.run(cmd, what=f"compiling {Path(src).name}", timeout=600, check=False).returncode == 0
+            return out if ok else None
+        lib_jobs = [(str(c.library / s), False, Path(tmp) / f"lib{i}.o") for i, s in enumerate(sources)]
+        wrappers = sorted(p.name for p in c.wrappers.glob("*.cc"))
+        wrap_jobs = [(str(c.wrappers / w), True, Path(tmp) / f"w_{w}.o") for w in wrappers]
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            lib_objs = list(pool.map(compile_one, lib_jobs))
+            wrap_objs = list(pool.map(compile_one, wrap_jobs))
+        lib = {s: _symbols(o) for s, o in zip(sources, lib_objs) if o is not None}
+        failed = [s for s, o in zip(sources, lib_objs) if o is None]
+        provider = {}
+        for s, (defined, _) in lib.items():
+            for sym in defined:
+                provider.setdefault(sym, s)
+        table = {}
+        for w, o in zip(wrappers, wrap_objs):
+            if o is None:
+                raise TfgenError(f"the wrapper {w} does not compile against {tflm_root}",
+                                 "use the tflite-micro commit the TFLM tree was synced from")
+            todo, reached = list(_symbols(o)[1]), set()
+            while todo:
+                s = provider.get(todo.pop())
+                if s and s not in reached:
+                    reached.add(s)
+                    todo += lib[s][1]
+            table[w] = sorted(reached)
+    return {"cmsis_nn_commit": PINNED_CMSIS_NN_COMMIT, "tflite_micro_commit": PINNED_TFLM_COMMIT,
+            "how": "symbol closure over CMSIS-NN compiled for cortex-m4f (python -m codegen.cmsis_nn)",
+            "not_compiled": failed, "wrappers": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from codegen import tflm_tree
+    p = argparse.ArgumentParser(prog="python -m codegen.cmsis_nn", description=__doc__.split("\n")[0])
+    p.add_argument("--cmsis-nn-dir", type=Path)
+    p.add_argument("--tflm-dir", type=Path)
+    args = p.parse_args(argv)
+    table = build_table(resolve(args.cmsis_nn_dir), tflm_tree.resolve(args.tflm_dir, download=False).root)
+    json.dump(table, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
