@@ -111,7 +111,8 @@ def measure(name: str, path: Path, work: Path, tree) -> dict:
     ir = inspection.parse_model(model, path.name)
     inputs = reference.random_inputs(ir, VECTORS, 0)
     # 1. the 32-bit arena actually used, then tfgen's project sized from it
-    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / name / "verify")
+    # reference kernels on both sides: the comparison is about what tfgen leaves out, not CMSIS-NN
+    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / name / "verify", kernels="reference")
     run = verify.build_and_run(prep)
     used = int(run.log.summary["arena_used"])
     tfgen_dir = _project(ir, model, board, tree, used, False, inputs, work / name / "tfgen")
