@@ -160,18 +160,33 @@ class Inspect(Command):
         return 0
 
 
+DEFAULT_VECTORS = 100
+
+
+def _input_options(p) -> None:
+    """The inputs the oracle runs on: N random vectors, or a file (for reference and verify)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--vectors", type=int, default=None, metavar="N",
+                     help=f"N random input vectors (default {DEFAULT_VECTORS})")
+    src.add_argument("--inputs", type=Path, metavar="X.npy",
+                     help="inputs: raw int8, or floats to quantize (.npz for several inputs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+
+
+def _inputs(args, ir) -> list:
+    from codegen import reference
+    if args.inputs:
+        return reference.inputs_from_file(ir, args.inputs)
+    return reference.random_inputs(ir, DEFAULT_VECTORS if args.vectors is None else args.vectors, args.seed)
+
+
 class Reference(Command):
     name = "reference"
     help = "run a model in TFLM's interpreter (the oracle) and write test vectors for the firmware"
 
     def add_arguments(self, p):
         p.add_argument("model", type=Path, help="full-INT8 .tflite model")
-        src = p.add_mutually_exclusive_group()
-        src.add_argument("--vectors", type=int, default=None, metavar="N",
-                         help="N random input vectors (default 100)")
-        src.add_argument("--inputs", type=Path, metavar="X.npy",
-                         help="inputs: raw int8, or floats to quantize (.npz for several inputs)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+        _input_options(p)
         p.add_argument("-o", "--output", type=Path, required=True, metavar="VECTORS",
                        help="vector file to write (format: see README)")
         p.add_argument("--no-crosscheck", action="store_true", help="skip the TFLite reference-kernel cross-check")
@@ -184,10 +199,7 @@ class Reference(Command):
         check_output(args.output, args.force)
         model, ir = _load_ir(args.model)
         inspection.require_tflm_int8(ir)
-        if args.inputs:
-            inputs = reference.inputs_from_file(ir, args.inputs)
-        else:
-            inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
+        inputs = _inputs(args, ir)
         ref = reference.run_reference(ir, model, inputs, crosscheck=not args.no_crosscheck)
         write_atomic(args.output, vectors.encode(ref.vectors))
         report = {"output": str(args.output), "model": str(args.model), "vectors": ref.vectors.count,
@@ -300,10 +312,7 @@ class Verify(Command):
         p.add_argument("model", type=Path, help="full-INT8 .tflite model")
         p.add_argument("--board", required=True, choices=("host", "mps2_an386"),
                        help="host (native simulation) or mps2_an386 (Cortex-M4F in QEMU)")
-        src = p.add_mutually_exclusive_group()
-        src.add_argument("--vectors", type=int, default=None, metavar="N", help="N random vectors (default 100)")
-        src.add_argument("--inputs", type=Path, metavar="X.npy", help="inputs, as for `tfgen reference`")
-        p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+        _input_options(p)
         p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
         _kernel_options(p)
         p.add_argument("--per-op", action="store_true",
@@ -313,16 +322,13 @@ class Verify(Command):
 
     def run(self, args):
         import shlex
-        from codegen import boards, reference, verify
+        from codegen import boards, verify
         from codegen.inspection import require_tflm_int8
         from codegen.textreport import verify_text
         model, ir = _load_ir(args.model)
         require_tflm_int8(ir)
         board = boards.get_board(args.board)
-        if args.inputs:
-            inputs = reference.inputs_from_file(ir, args.inputs)
-        else:
-            inputs = reference.random_inputs(ir, 100 if args.vectors is None else args.vectors, args.seed)
+        inputs = _inputs(args, ir)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
         prep = verify.prepare(ir, model, board, inputs, args.tflm_dir, command,
                               cmsis_nn_dir=args.cmsis_nn_dir, kernels=args.kernels)
