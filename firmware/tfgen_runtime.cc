@@ -266,15 +266,15 @@ TfLiteStatus Runner::Reset() {
 }
 
 TfLiteTensor* Runner::input(int index) {
-  return Tensor(true, index, nullptr, nullptr);
+  return Tensor(true, index, nullptr);
 }
 
 TfLiteTensor* Runner::output(int index) {
-  return Tensor(false, index, nullptr, nullptr);
+  return Tensor(false, index, nullptr);
 }
 
-TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type,
-                             std::size_t* elements) {
+TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type, std::size_t first,
+                             std::size_t span) {
   const char* kind = is_input ? "input" : "output";
   const int count = is_input ? tfgen_model::kNumInputs : tfgen_model::kNumOutputs;
   if (interpreter_ == nullptr) {
@@ -290,7 +290,13 @@ TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type,
   if (tensor != nullptr && type != nullptr) {
     *type = tensor->type;
     const std::size_t size = ElementSize(tensor->type);
-    *elements = size != 0 ? tensor->bytes / size : 0;
+    const std::size_t elements = size != 0 ? tensor->bytes / size : 0;
+    if (first > elements || span > elements - first) {
+      PrintError("%s %d holds %lu values; cannot %s [%lu, %lu)", kind, index,
+                 static_cast<unsigned long>(elements), is_input ? "set" : "get",
+                 static_cast<unsigned long>(first), static_cast<unsigned long>(first + span));
+      return nullptr;
+    }
   }
   return tensor;
 }
@@ -298,15 +304,8 @@ TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type,
 TfLiteStatus Runner::SetInputFloats(int index, const float* values, std::size_t count,
                                     std::size_t first) {
   TfLiteType type = kTfLiteNoType;
-  std::size_t elements = 0;
-  TfLiteTensor* tensor = Tensor(true, index, &type, &elements);
+  TfLiteTensor* tensor = Tensor(true, index, &type, first, count);
   if (tensor == nullptr) {
-    return kTfLiteError;
-  }
-  if (first > elements || count > elements - first) {
-    PrintError("input %d holds %lu values; cannot set [%lu, %lu)", index,
-               static_cast<unsigned long>(elements), static_cast<unsigned long>(first),
-               static_cast<unsigned long>(first + count));
     return kTfLiteError;
   }
   const float scale = tensor->params.scale;
@@ -331,15 +330,8 @@ TfLiteStatus Runner::SetInputFloats(int index, const float* values, std::size_t 
 TfLiteStatus Runner::GetOutputFloats(int index, float* values, std::size_t count,
                                      std::size_t first) {
   TfLiteType type = kTfLiteNoType;
-  std::size_t elements = 0;
-  TfLiteTensor* tensor = Tensor(false, index, &type, &elements);
+  TfLiteTensor* tensor = Tensor(false, index, &type, first, count);
   if (tensor == nullptr) {
-    return kTfLiteError;
-  }
-  if (first > elements || count > elements - first) {
-    PrintError("output %d holds %lu values; cannot get [%lu, %lu)", index,
-               static_cast<unsigned long>(elements), static_cast<unsigned long>(first),
-               static_cast<unsigned long>(first + count));
     return kTfLiteError;
   }
   const float scale = tensor->params.scale;

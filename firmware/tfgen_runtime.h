@@ -82,7 +82,9 @@ class Runner {
  private:
   TfLiteStatus CheckOpsRegistered(const tflite::Model* model);
   TfLiteStatus CheckModelTensors();
-  TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t* elements);
+  // With ``type``: also reports the tensor's type and checks that [first, first + span) lies within it.
+  TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t first = 0,
+                       std::size_t span = 0);
 
   tfgen_model::OpResolver resolver_;
   // The interpreter is built in place once Init has checked what its constructor relies on
