@@ -1,11 +1,15 @@
 """tfgen firmware against the usual TFLM workflow, and against the limit, in one run.
 
-    TFGEN_TFLM_DIR=... .venv/bin/python bench/run.py [--models kws_ref_model ...] [--json FILE]
+    TFGEN_TFLM_DIR=... [TFGEN_CMSIS_NN_DIR=...] .venv/bin/python bench/run.py [--models kws_ref_model ...] [--json FILE]
 
 For each model, on the mps2_an386 build (Cortex-M4F, arm-none-eabi-gcc -Os, QEMU):
-- tfgen: the project `tfgen generate` makes, its arena sized from the 32-bit figure (--arena-from);
+- tfgen: the project `tfgen generate` makes with TFLM's reference kernels, its arena sized from the
+  32-bit figure (--arena-from);
 - baseline, the usual workflow: every TFLM builtin op registered (what AllOpsResolver did), the
-  model as a plain non-const array, the arena 10x the model size; same compiler, flags and harness;
+  model as a plain non-const array, the arena 10x the model size; same compiler, flags and harness
+  and the same reference kernels, so that comparison is about what tfgen leaves out;
+- cmsis-nn: tfgen's project with the board's CMSIS-NN kernels, compared with tfgen's reference build
+  (when a CMSIS-NN setup is available: TFGEN_CMSIS_NN_DIR, the cache or the pinned download);
 - the limit: the model's bytes (the floor for flash beyond code) and the peak of simultaneously live
   activation tensors in execution order (the floor for the arena).
 And tool speed on the digits example: quantize, generate, cold and warm build, verify.
@@ -28,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codegen import boards, build, inspection, plan, reference, render, tflm_tree, verify  # noqa: E402
+from codegen import boards, build, cmsis_nn, inspection, plan, reference, render, tflm_tree, verify  # noqa: E402
 from codegen.tflm_ops import load_op_set  # noqa: E402
 
 SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "models"))
@@ -59,14 +63,15 @@ def _write(files, out: Path) -> None:
     render.write_project(files, out, force=True)
 
 
-def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inputs, out: Path):
+def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inputs, out: Path, cmsis=None):
     vectors = None
     count = 0
     if with_vectors:
         ref = reference.run_reference(ir, model, inputs, crosscheck=False)
         from codegen import vectors as vec
         vectors, count = vec.encode(ref.vectors), ref.vectors.count
-    p = plan.make_plan(ir, board, arena, tree, count, "bench", "bench: the 32-bit arena verify reported")
+    p = plan.make_plan(ir, board, arena, tree, count, "bench", "bench: the 32-bit arena verify reported",
+                       cmsis=cmsis)
     _write(render.render_project(p, board, model, vectors), out)
     return out
 
@@ -105,43 +110,57 @@ def _run_vectors(project: Path, board, ir, model, inputs, tree) -> dict:
             "instructions": result.instructions_per_inference}
 
 
-def measure(name: str, path: Path, work: Path, tree) -> dict:
+def figures(fw, model_bytes: int, arena_constant: int, arena_used: int, instructions, exact: bool) -> dict:
+    return {"flash": fw.size.flash, "ram": fw.size.ram, "arena_constant": arena_constant, "arena_used": arena_used,
+            "instructions": instructions, "byte_exact": exact, "code_bytes": fw.size.flash - model_bytes}
+
+
+def tfgen_build(ir, model: bytes, board, tree, inputs, work: Path, kernels: str, cmsis=None) -> tuple[dict, Path]:
+    """tfgen's project: verified on the vectors (the 32-bit arena used, instructions per inference),
+    then built without them, its arena sized from that figure, for flash and RAM; and its ELF."""
+    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / f"verify-{kernels}",
+                          cmsis_nn_dir=cmsis and cmsis.root, kernels=kernels)
+    run = verify.build_and_run(prep)
+    used = int(run.log.summary["arena_used"])
+    fw = build.build_project(_project(ir, model, board, tree, used, False, inputs, work / f"tfgen-{kernels}", cmsis),
+                             board)
+    return {**figures(fw, len(model), plan.arena_with_margin(used), used, run.instructions_per_inference, run.ok),
+            "optimized_ops": list(prep.optimized_ops)}, fw.elf
+
+
+def measure(name: str, path: Path, work: Path, tree, cmsis) -> dict:
     board = boards.get_board(BOARD)
     model = path.read_bytes()
     ir = inspection.parse_model(model, path.name)
     inputs = reference.random_inputs(ir, VECTORS, 0)
-    # 1. the 32-bit arena actually used, then tfgen's project sized from it
-    # reference kernels on both sides: the comparison is about what tfgen leaves out, not CMSIS-NN
-    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / name / "verify", kernels="reference")
-    run = verify.build_and_run(prep)
-    used = int(run.log.summary["arena_used"])
-    tfgen_dir = _project(ir, model, board, tree, used, False, inputs, work / name / "tfgen")
-    tfgen_fw = build.build_project(tfgen_dir, board)
-    tfgen_arena = plan.arena_with_margin(used)
+    work = work / name
+    # 1. tfgen with the reference kernels
+    tfgen, elf = tfgen_build(ir, model, board, tree, inputs, work, "reference")
+    used = tfgen["arena_used"]
     # 2. the usual workflow: sizes from a build without vectors, cost from one with them
-    base_dir = _project(ir, model, board, tree, used, False, inputs, work / name / "baseline")
+    base_dir = _project(ir, model, board, tree, used, False, inputs, work / "baseline")
     make_baseline(base_dir, tree, len(model))
     base_fw = build.build_project(base_dir, board)
-    base_run_dir = _project(ir, model, board, tree, used, True, inputs, work / name / "baseline-run")
+    base_run_dir = _project(ir, model, board, tree, used, True, inputs, work / "baseline-run")
     make_baseline(base_run_dir, tree, len(model))
     base_run = _run_vectors(base_run_dir, board, ir, model, inputs, tree)
+    baseline = figures(base_fw, len(model), 10 * len(model), base_run["arena_used"], base_run["instructions"],
+                       base_run["ok"])
+    # 3. tfgen with the board's CMSIS-NN kernels
+    fast = tfgen_build(ir, model, board, tree, inputs, work, "cmsis-nn", cmsis)[0] if cmsis else None
     peak = peak_activations(ir)
-    t, b = tfgen_fw.size, base_fw.size
-    return {
-        "model": name, "model_bytes": len(model), "peak_activations": peak,
-        "tfgen": {"flash": t.flash, "ram": t.ram, "arena_constant": tfgen_arena, "arena_used": used,
-                  "instructions": run.instructions_per_inference, "byte_exact": run.ok,
-                  "code_bytes": t.flash - len(model)},
-        "baseline": {"flash": b.flash, "ram": b.ram, "arena_constant": 10 * len(model),
-                     "arena_used": base_run["arena_used"], "instructions": base_run["instructions"],
-                     "byte_exact": base_run["ok"], "code_bytes": b.flash - len(model)},
-        "ratios": {"flash_tfgen_over_baseline": round(t.flash / b.flash, 3),
-                   "ram_tfgen_over_baseline": round(t.ram / b.ram, 3),
-                   "arena_constant_over_used": round(tfgen_arena / used, 4),
-                   "tfgen_flash_over_model_bytes": round(t.flash / len(model), 3),
-                   "arena_used_over_peak_activations": round(used / peak, 3) if peak else None},
-        "top_code_symbols": top_symbols(tfgen_fw.elf, 12) if name == "kws_ref_model" else [],
-    }
+    t, b = tfgen, baseline
+    ratios = {"flash_tfgen_over_baseline": round(t["flash"] / b["flash"], 3),
+              "ram_tfgen_over_baseline": round(t["ram"] / b["ram"], 3),
+              "arena_constant_over_used": round(t["arena_constant"] / used, 4),
+              "tfgen_flash_over_model_bytes": round(t["flash"] / len(model), 3),
+              "arena_used_over_peak_activations": round(used / peak, 3) if peak else None}
+    if fast:
+        ratios.update({f"{k}_cmsis_nn_over_tfgen": round(fast[k] / t[k], n) for k, n in
+                       (("flash", 3), ("ram", 3), ("instructions", 4))})
+    return {"model": name, "model_bytes": len(model), "peak_activations": peak,
+            "tfgen": t, "baseline": b, "cmsis_nn": fast, "ratios": ratios,
+            "top_code_symbols": top_symbols(elf, 12) if name == "kws_ref_model" else []}
 
 
 def top_symbols(elf: Path, n: int) -> list[dict]:
@@ -181,16 +200,22 @@ def table(rows: list[dict]) -> str:
             f"{'instr/inf':>13}{'exact':>6}")
     out = [head, "-" * len(head)]
     for r in rows:
-        for kind in ("baseline", "tfgen"):
-            f = r[kind]
-            out.append(f"{r['model']:<17}{kind:<9}{f['flash']:>10,}{f['ram']:>10,}{f['arena_constant']:>12,}"
-                       f"{f['arena_used']:>11,}{(f['instructions'] or 0):>13,}{'yes' if f['byte_exact'] else 'NO':>6}")
+        for kind, f in (("baseline", r["baseline"]), ("tfgen", r["tfgen"]), ("cmsis-nn", r["cmsis_nn"])):
+            out.append(f"{r['model']:<17}{kind:<9}" + (
+                f"{f['flash']:>10,}{f['ram']:>10,}{f['arena_constant']:>12,}{f['arena_used']:>11,}"
+                f"{(f['instructions'] or 0):>13,}{'yes' if f['byte_exact'] else 'NO':>6}" if f
+                else "  n/a (no CMSIS-NN setup)"))
         x = r["ratios"]
         out.append(f"{'':<17}{'ratio':<9}{x['flash_tfgen_over_baseline']:>10}{x['ram_tfgen_over_baseline']:>10}"
                    f"   tfgen arena constant/used {x['arena_constant_over_used']}")
         out.append(f"{'':<17}{'limit':<9}model {r['model_bytes']:,} B (tfgen flash {x['tfgen_flash_over_model_bytes']}x; "
                    f"code {r['tfgen']['code_bytes']:,} B), peak live activations {r['peak_activations']:,} B "
                    f"(arena used {x['arena_used_over_peak_activations']}x)")
+        if r["cmsis_nn"]:
+            speed = x["instructions_cmsis_nn_over_tfgen"]
+            out.append(f"{'':<17}{'cmsis-nn':<9}over tfgen's reference build: flash {x['flash_cmsis_nn_over_tfgen']}x, "
+                       f"RAM {x['ram_cmsis_nn_over_tfgen']}x, instructions {speed}x ({1 / speed:.1f}x fewer); "
+                       f"CMSIS-NN kernels for {', '.join(r['cmsis_nn']['optimized_ops'])}")
     return "\n".join(out)
 
 
@@ -202,11 +227,14 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
     args = ap.parse_args(argv)
     tree = tflm_tree.resolve()
+    cmsis, note = cmsis_nn.choose(boards.get_board(BOARD).kernels)
     work = args.work or Path(tempfile.mkdtemp(prefix="tfgen-bench-"))
-    rows = [measure(name, MODELS[name], work, tree) for name in args.models]
+    rows = [measure(name, MODELS[name], work, tree, cmsis) for name in args.models]
     speed = None if args.no_tool_speed else tool_speed(work)
     print(f"tfgen bench, {BOARD} (Cortex-M4F, arm-none-eabi-gcc -Os, QEMU -icount), TFLM {tree.version}, "
-          f"{platform.machine()}, {os.cpu_count()} cores\n")
+          f"{cmsis.version if cmsis else 'no CMSIS-NN setup'}, {platform.machine()}, {os.cpu_count()} cores\n")
+    if note:
+        print(f"note: {note}\n")
     print(table(rows))
     if rows and rows[0]["top_code_symbols"]:
         print("\nlargest functions in kws_ref_model's tfgen image:")
@@ -214,7 +242,8 @@ def main(argv=None) -> int:
             print(f"  {s['bytes']:>7,}  {s['symbol']}")
     if speed:
         print("\ntool speed (digits):", ", ".join(f"{k} {v} s" for k, v in speed["seconds"].items()))
-    args.json.write_text(json.dumps({"board": BOARD, "tflm": tree.version, "models": rows, "tool_speed": speed},
+    args.json.write_text(json.dumps({"board": BOARD, "tflm": tree.version, "cmsis_nn": cmsis and cmsis.version,
+                                     "models": rows, "tool_speed": speed},
                                     indent=1) + "\n")
     print(f"\nwrote {args.json}")
     return 0

@@ -292,7 +292,8 @@ def _kernel_options(p) -> None:
                    help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's, "
                         "cmsis-nn when a CMSIS-NN setup is available)")
     p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
-                   help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR)")
+                   help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR, else "
+                        "the cached or downloaded pinned archives)")
 
 
 def _environments(project) -> list[str]:

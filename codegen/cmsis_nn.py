@@ -1,6 +1,6 @@
 """CMSIS-NN for Cortex-M boards: TFLM's ``kernels/cmsis_nn/`` wrappers over Arm's CMSIS-NN library.
 
-A CMSIS-NN setup is one directory, from ``--cmsis-nn-dir`` or ``TFGEN_CMSIS_NN_DIR``, holding::
+A CMSIS-NN setup is one directory holding::
 
     DIR/tflite-micro/   tensorflow/tflite-micro at the commit the TFLM tree was synced from
                         (only tensorflow/lite/micro/kernels/cmsis_nn/*.cc is read)
@@ -8,7 +8,12 @@ A CMSIS-NN setup is one directory, from ``--cmsis-nn-dir`` or ``TFGEN_CMSIS_NN_D
                         tensorflow/lite/micro/tools/make/ext_libs/cmsis_nn_download.sh names
 
 For esp-tflite-micro 1.3.8 (TFLM synced 2026-07-20) those are PINNED_TFLM_COMMIT and
-PINNED_CMSIS_NN_COMMIT below. No download yet: the directory must be supplied.
+PINNED_CMSIS_NN_COMMIT below. It is found in this order: ``--cmsis-nn-dir``, ``TFGEN_CMSIS_NN_DIR``,
+tfgen's cache (``cmsis-nn/<commits>/`` in codegen.fetch.cache_root()), else the two GitHub archives
+of those commits are downloaded (or from TFGEN_CMSIS_NN_TFLM_URL and TFGEN_CMSIS_NN_URL), each
+accepted only when the sha256 over the files tfgen uses matches the one below (codegen/fetch.py).
+A board whose default is cmsis-nn falls back to the reference kernels, with a note, when that
+download fails (offline); ``--kernels cmsis-nn`` makes it an error.
 
 Selection: for each kernel file of the model's ops that has a wrapper of the same name in
 ``kernels/cmsis_nn/``, the wrapper replaces the reference file (``<op>_common.cc`` and the other
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from codegen import fetch
 from codegen.errors import TfgenError
 
 ENV_VAR = "TFGEN_CMSIS_NN_DIR"
@@ -52,6 +58,23 @@ DATA_FILE = Path(__file__).parent / "data" / "cmsis_nn_sources.json"
 HINT = (f"pass --cmsis-nn-dir DIR or set {ENV_VAR}=DIR, DIR holding tflite-micro/ (tensorflow/tflite-micro "
         f"@{PINNED_TFLM_COMMIT[:12]}) and CMSIS-NN/ (ARM-software/CMSIS-NN @{PINNED_CMSIS_NN_COMMIT[:12]}); "
         "or use --kernels reference")
+CACHE_PATH = f"cmsis-nn/{PINNED_TFLM_COMMIT[:12]}-{PINNED_CMSIS_NN_COMMIT[:12]}"
+# The two GitHub archives, each checked by fetch.tree_digest() over its `tops` (git archive of the
+# pinned commits, the way GitHub makes them). Another location of either: the URL_ENV variables.
+ARCHIVES = (
+    fetch.Pinned(f"tensorflow/tflite-micro @{PINNED_TFLM_COMMIT[:12]}",
+                 f"https://github.com/tensorflow/tflite-micro/archive/{PINNED_TFLM_COMMIT}.tar.gz",
+                 "TFGEN_CMSIS_NN_TFLM_URL", ("LICENSE", WRAPPERS_DIR),
+                 "90f2b0aa2554dec24c5cf8e8e94b882356d6f263ff38a06f37bf68c2c6a78645",
+                 f"{CACHE_PATH}/tflite-micro", HINT),
+    fetch.Pinned(f"ARM-software/CMSIS-NN @{PINNED_CMSIS_NN_COMMIT[:12]}",
+                 f"https://github.com/ARM-software/CMSIS-NN/archive/{PINNED_CMSIS_NN_COMMIT}.tar.gz",
+                 "TFGEN_CMSIS_NN_URL", ("Include", "Source", "LICENSE"),
+                 "d5041044ce86fe7997ec50e0ef37082da16512f4541cb546636294a95096bcd5",
+                 f"{CACHE_PATH}/CMSIS-NN", HINT),
+)
+# The board's default tries the download too; offline it must give up quickly.
+DEFAULT_TIMEOUT_S = 15
 
 
 @dataclass(frozen=True)
@@ -106,17 +129,31 @@ class Selection:
     files: tuple[tuple[str, Path], ...]        # lib/tflm-relative destination -> source file
 
 
-def resolve(option: Path | None = None) -> CmsisNn:
+def resolve(option: Path | None = None, download: bool = True,
+            timeout: float = fetch.DOWNLOAD_TIMEOUT_S) -> CmsisNn:
+    """The setup from the first of: --cmsis-nn-dir, TFGEN_CMSIS_NN_DIR, tfgen's cache, or (when
+    ``download``) the two pinned archives, downloaded, checked and cached."""
     chosen = option or (Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else None)
-    if chosen is None:
-        raise TfgenError("no CMSIS-NN setup: the board's kernels are cmsis-nn and none was given", HINT)
-    return open_dir(chosen)
+    if chosen is not None:
+        return open_dir(chosen)
+    if not download and cached_setup() is None:
+        raise TfgenError("no CMSIS-NN setup: none was given and none is cached", HINT)
+    for archive in ARCHIVES:
+        if fetch.cached(archive) is None:
+            fetch.download(archive, timeout=timeout)
+    return open_dir(fetch.cache_root() / CACHE_PATH)
+
+
+def cached_setup() -> Path | None:
+    """The cached setup, if both its archives are there and were verified when they were stored."""
+    return fetch.cache_root() / CACHE_PATH if all(fetch.cached(a) for a in ARCHIVES) else None
 
 
 def choose(board_kernels: str, option: Path | None = None, kernels: str | None = None
            ) -> tuple[CmsisNn | None, str | None]:
     """The CMSIS-NN setup a build for a board with ``board_kernels`` uses, and a note when it falls
-    back to the reference kernels. ``kernels`` ("reference"/"cmsis-nn"/None = the board's default)."""
+    back to the reference kernels (the download failed). ``kernels`` ("reference"/"cmsis-nn"/None =
+    the board's default)."""
     if kernels == "reference":
         return None, None
     if board_kernels != "cmsis-nn":
@@ -127,15 +164,19 @@ def choose(board_kernels: str, option: Path | None = None, kernels: str | None =
     if kernels == "cmsis-nn":
         return resolve(option), None
     found = available(option)
-    if found is None:
-        return None, (f"CMSIS-NN not available, so TFLM's reference kernels were used; set {ENV_VAR} "
-                      "(or --cmsis-nn-dir) for the board's CMSIS-NN kernels")
-    return found, None
+    if found is not None:
+        return found, None
+    try:
+        return resolve(timeout=DEFAULT_TIMEOUT_S), None
+    except TfgenError as exc:
+        return None, (f"CMSIS-NN not available ({exc.message}), so TFLM's reference kernels were used; "
+                      f"set {ENV_VAR} (or --cmsis-nn-dir) for the board's CMSIS-NN kernels")
 
 
 def available(option: Path | None = None) -> CmsisNn | None:
-    if option or os.environ.get(ENV_VAR):
-        return resolve(option)
+    """The setup from --cmsis-nn-dir, TFGEN_CMSIS_NN_DIR or the cache, without downloading; None if none."""
+    if option or os.environ.get(ENV_VAR) or cached_setup():
+        return resolve(option, download=False)
     return None
 
 

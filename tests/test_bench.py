@@ -1,4 +1,5 @@
-"""Smoke test of bench/run.py on the smallest model: it runs, and its figures hang together."""
+"""Smoke test of bench/run.py on the smallest model: it runs, and its figures hang together (the
+CMSIS-NN column too, when TFGEN_CMSIS_NN_DIR gives a setup)."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import sys
 
 import pytest
 
+from codegen import cmsis_nn
 from codegen.tflm_tree import ENV_VAR
 from conftest import REPO
 
@@ -35,3 +37,11 @@ def test_bench_runs_on_hello_world(tmp_path):
     assert t["arena_used"] <= t["arena_constant"] <= t["arena_used"] * 1.05 + 16
     assert b["arena_constant"] == 10 * row["model_bytes"]
     assert row["peak_activations"] > 0 and t["code_bytes"] == t["flash"] - row["model_bytes"]
+    c = row["cmsis_nn"]
+    if os.environ.get(cmsis_nn.ENV_VAR):
+        assert "hello_world_int8 cmsis-nn" in r.stdout and c["byte_exact"]
+        assert c["optimized_ops"] == ["FULLY_CONNECTED"] and 0 < c["instructions"] < t["instructions"]
+        assert c["arena_used"] <= c["arena_constant"] <= c["arena_used"] * 1.05 + 16
+        assert row["ratios"]["instructions_cmsis_nn_over_tfgen"] == round(c["instructions"] / t["instructions"], 4)
+    elif c is None:
+        assert "cmsis-nn   n/a (no CMSIS-NN setup)" in r.stdout

@@ -12,6 +12,7 @@ import pytest
 from codegen import cmsis_nn, tflm_tree
 from codegen.errors import TfgenError
 from conftest import model, run_tfgen
+from test_cmsis_nn_fetch import cache  # noqa: F401  (empty cache, no setup, archives unreachable)
 
 HAVE_TREE = bool(os.environ.get(tflm_tree.ENV_VAR))
 HAVE_CMSIS = bool(os.environ.get(cmsis_nn.ENV_VAR))
@@ -27,8 +28,7 @@ def needs_qemu():
             pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi, qemu-system-arm)")
 
 
-def test_without_a_setup_the_error_names_the_ways_out(tmp_path, monkeypatch):
-    monkeypatch.delenv(cmsis_nn.ENV_VAR, raising=False)
+def test_without_a_setup_the_error_names_the_ways_out(cache, tmp_path):
     with pytest.raises(TfgenError) as e:
         cmsis_nn.choose("cmsis-nn", None, "cmsis-nn")
     assert "--cmsis-nn-dir" in e.value.hint and cmsis_nn.ENV_VAR in e.value.hint
@@ -37,8 +37,7 @@ def test_without_a_setup_the_error_names_the_ways_out(tmp_path, monkeypatch):
         cmsis_nn.open_dir(tmp_path)
 
 
-def test_the_board_default_falls_back_to_reference_with_a_note(monkeypatch):
-    monkeypatch.delenv(cmsis_nn.ENV_VAR, raising=False)
+def test_the_board_default_falls_back_to_reference_with_a_note(cache):
     found, note = cmsis_nn.choose("cmsis-nn", None, None)
     assert found is None and "reference kernels" in note
     assert cmsis_nn.choose("cmsis-nn", None, "reference") == (None, None)
