@@ -13,7 +13,7 @@ def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: str = "int8") 
     """
     info = np.iinfo(dtype)
     with np.errstate(over="ignore", invalid="ignore"):     # x / scale past float32's range is inf
-        steps = _round_half_away(np.asarray(x, np.float32) / np.float32(scale))
+        steps = round_half_away(np.asarray(x, np.float32) / np.float32(scale))
     steps = np.clip(np.nan_to_num(steps, nan=0.0, posinf=2.0**31, neginf=-2.0**31), -2.0**31, 2.0**31)
     return np.clip(steps.astype(np.int64) + zero_point, info.min, info.max).astype(dtype)
 
@@ -22,7 +22,7 @@ def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return (np.asarray(q, np.float64) - zero_point) * scale
 
 
-def _round_half_away(x: np.ndarray) -> np.ndarray:
+def round_half_away(x: np.ndarray) -> np.ndarray:
     """std::round. In float64, where |x| + 0.5 is exact for a float32 x: in float32 it is not, and
     floor(0.49999997 + 0.5) would give 1."""
     x = np.asarray(x, np.float64)

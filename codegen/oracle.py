@@ -126,8 +126,16 @@ def run_tflite_reference(ir: ModelIR, model: bytes, inputs: list[np.ndarray]) ->
     return outputs
 
 
+def per_op_arena(ir: ModelIR, arena: int) -> int:
+    """An arena that holds the model with every tensor kept (kPreserveAllTensors): ``arena`` plus
+    room for all activations at 4 bytes an element and per-tensor bookkeeping."""
+    activations = sum(t.elements * 4 for t in ir.tensors if not t.is_constant)
+    return arena + activations + 64 * len(ir.tensors) + 4096
+
+
 def run_tflm_per_op(ir: ModelIR, model: bytes, inputs: list[np.ndarray], arena: int) -> dict[tuple[int, int], np.ndarray]:
-    """Every subgraph-0 op's outputs for one vector (``inputs[i]``: (1, *shape)), keyed (op, tensor)."""
+    """Every subgraph-0 op's outputs for N vectors (``inputs[i]``: (N, *shape)), keyed (op, tensor),
+    each stacked: (N, *tensor shape). ``arena`` must hold every tensor (see per_op_arena)."""
     ops = [op for op in ir.operators if op.subgraph == 0]
     extra = {"arena": arena, "op_outputs": [[t for t in op.outputs if t >= 0] for op in ops]}
     res, d, tmp = _run("perop", ir, model, extra, inputs, INVOKE_TIMEOUT_S, "the TFLM interpreter")

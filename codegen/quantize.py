@@ -1,9 +1,11 @@
 """Quantize: a Keras model (.keras, .h5) or a SavedModel -> a checked full-INT8 .tflite.
 
 Batch is fixed to 1; weights are int8 per channel (or per tensor), activations, inputs and outputs
-int8. The converted model is inspected before it is returned: float islands, unfrozen variables or ops
-TFLM lacks are errors, never a silently worse model. The quality report compares the float model with
-the INT8 model as TFLM runs it.
+int8. The converter calibrates, ``calibration`` chooses the activation ranges (and may correct biases),
+the converter quantizes; ``auto`` tries every way and keeps the best output SQNR on held-out rows. The
+converted model is inspected before it is returned: float islands, unfrozen variables or ops TFLM lacks
+are errors, never a silently worse model. The quality report compares the float model with the INT8
+model as TFLM runs it; ``layer_error`` does so layer by layer.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import dataset, numerics, oracle, proc
+from codegen import calibration, dataset, layer_error, numerics, oracle, proc
+from codegen.calibration import DEFAULT_PERCENTILE
 from codegen.dataset import InputSpec
 from codegen.errors import TfgenError
 from codegen.inspection import firmware_problems, parse_model
@@ -24,6 +27,7 @@ from codegen.worker import run_tflite
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_EVAL_ROWS = 1000
+AUTO_PERCENTILES = (99.9, 99.99, 99.999)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,10 @@ class Options:
     holdout: float = 0.2
     image_range: tuple[float, float] = (0.0, 1.0)
     show_progress: bool = True
+    calibration: str = "auto"           # calibration.CHOICES
+    percentile: float = DEFAULT_PERCENTILE
+    bias_correction: bool | None = None  # None: only where auto finds it helps
+    report_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,37 +167,146 @@ def open_source(path: Path) -> _Source:
     return _KerasSource(path)
 
 
-def _convert(src: _Source, calib: list[np.ndarray] | None, opts: Options) -> bytes:
-    tf = import_tensorflow()
-    conv = src.converter()
-    if calib is not None:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        if not opts.per_channel:
-            conv._experimental_disable_per_channel = True
-        n = calib[0].shape[0]
-        bar = Progress("calibrating", n) if opts.show_progress else None
-
-        def representative():
-            for i in range(n):
-                yield [a[i:i + 1] for a in calib]
-                if bar:
-                    bar.step()
-        conv.representative_dataset = representative
+def _run_converter(src: _Source, conv) -> bytes:
     log: list[str] = []
     try:
         with proc.native_stderr(log):
-            model = conv.convert()
+            return conv.convert()
     except Exception as exc:                # the converter raises its own, undocumented types
         detail = str(exc).strip().splitlines()
         raise TfgenError(f"{src.path}: the TFLite converter failed: {detail[-1] if detail else type(exc).__name__}",
                          "the model may use layers TFLite cannot convert; run with --verbose for the log")
+
+
+def _float_model(src: _Source) -> bytes:
+    """The same graph converted without quantization: the reference the INT8 model is measured by."""
+    return _run_converter(src, src.converter())
+
+
+def _calibrate(src: _Source, calib: list[np.ndarray], opts: Options) -> bytes:
+    """The converter's first step: the float model with each activation's min/max recorded."""
+    tf = import_tensorflow()
+    conv = src.converter()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    conv._experimental_calibrate_only = True
+    n = calib[0].shape[0]
+    bar = Progress("calibrating", n) if opts.show_progress else None
+
+    def representative():
+        for i in range(n):
+            yield [a[i:i + 1] for a in calib]
+            if bar:
+                bar.step()
+    conv.representative_dataset = representative
+    try:
+        return _run_converter(src, conv)
     finally:
-        if calib is not None and bar:
+        if bar:
             bar.close()
-    return model
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way to quantize the calibrated model."""
+    method: str                         # calibration.METHODS
+    percentile: float | None = None
+    bias_correction: bool = False
+
+    @property
+    def label(self) -> str:
+        name = f"percentile {self.percentile:g}" if self.method == "percentile" else self.method
+        return name + (" + bias correction" if self.bias_correction else "")
+
+    def build(self, calibrated: bytes, observed: dict, per_channel: bool) -> tuple[bytes, int]:
+        """The full-INT8 model, and how many layers had their bias corrected."""
+        ranges = calibration.choose_ranges(calibrated, observed, self.method,
+                                           self.percentile or calibration.DEFAULT_PERCENTILE)
+        adjusted = calibrated if self.method == "minmax" else calibration.with_ranges(calibrated, ranges)
+        model = calibration.quantize_calibrated(adjusted, per_channel)
+        if self.bias_correction:
+            return calibration.correct_bias(model, calibrated, observed)
+        return model, 0
+
+
+def _checked(model: bytes, model_path: Path) -> ModelIR:
+    ir = parse_model(model, Path(model_path).stem + ".tflite")
+    problems = firmware_problems(ir)
+    if problems:
+        raise TfgenError(f"{model_path}: the converted model cannot run as full-INT8 TFLM firmware: "
+                         f"{'; '.join(problems)}",
+                         "replace the layers named here with ones TFLite quantizes to int8")
+    return ir
+
+
+class _Scorer:
+    """Output SQNR of INT8 candidates against the float model on fixed rows, run by TFLM."""
+
+    def __init__(self, float_model: bytes, rows: list[np.ndarray]):
+        self.rows = rows
+        self.reference = _run_float(float_model, rows)
+        self.arena: int | None = None
+
+    def outputs(self, ir: ModelIR, model: bytes) -> list[np.ndarray]:
+        """The INT8 model's outputs on the rows, dequantized, shaped like the float outputs."""
+        if self.arena is None:                  # ranges and biases do not change the arena
+            self.arena = oracle.measure_arena(ir, model).min_bytes
+        raw_in = [numerics.quantize(a.reshape((a.shape[0],) + t.shape), t.quantization.scales[0],
+                                    t.quantization.zero_points[0], t.dtype)
+                  for a, t in zip(self.rows, ir.inputs)]
+        raw_out = oracle.run_tflm(ir, model, raw_in, self.arena)
+        return [numerics.dequantize(q, t.quantization.scales[0], t.quantization.zero_points[0]).reshape(f.shape)
+                for q, t, f in zip(raw_out, ir.outputs, self.reference)]
+
+    def sqnr(self, ir: ModelIR, model: bytes) -> float:
+        """Mean over the outputs of their SQNR in dB."""
+        return float(np.mean([numerics.sqnr_db(f, q) for f, q in zip(self.reference, self.outputs(ir, model))]))
+
+
+def _auto_candidates(opts: Options) -> list[Candidate]:
+    """Every range method, and each with and without bias correction (or as --bias-correction says)."""
+    percentiles = sorted({*AUTO_PERCENTILES, opts.percentile})
+    ranges = [("minmax", None)] + [("percentile", p) for p in percentiles] + [("mse", None)]
+    corrections = (False, True) if opts.bias_correction is None else (bool(opts.bias_correction),)
+    return [Candidate(m, p, bc) for bc in corrections for m, p in ranges]
+
+
+def _auto(calibrated: bytes, observed: dict, opts: Options, scorer: _Scorer, model_path: Path,
+          rows_note: str) -> tuple[bytes, ModelIR, Candidate, int, dict]:
+    """Try every candidate; keep the best output SQNR on the selection rows (minmax on a tie)."""
+    tried = []
+    best = None
+    candidates = _auto_candidates(opts)
+    bar = Progress("trying calibrations", len(candidates)) if opts.show_progress else None
+    try:
+        for cand in candidates:
+            if bar:
+                bar.step()
+            model, corrected = cand.build(calibrated, observed, opts.per_channel)
+            if cand.bias_correction and corrected == 0:
+                continue                        # nothing to correct: the same model as without
+            ir = _checked(model, model_path)
+            score = scorer.sqnr(ir, model)
+            tried.append({"method": cand.label, "sqnr_db": score})
+            if best is None or score > best[0]:
+                best = (score, model, ir, cand, corrected)
+    finally:
+        if bar:
+            bar.close()
+    if best is None:                            # only bias-corrected candidates, and nothing to correct
+        cand = Candidate("minmax")
+        model, corrected = cand.build(calibrated, observed, opts.per_channel)
+        ir = _checked(model, model_path)
+        best = (scorer.sqnr(ir, model), model, ir, cand, corrected)
+        tried.append({"method": cand.label, "sqnr_db": best[0]})
+    score, model, ir, cand, corrected = best
+    minmax = next((t["sqnr_db"] for t in tried if t["method"] == "minmax"), None)
+    summary = {"chosen": cand.label, "selected_on": rows_note, "sqnr_db": score,
+               "gain_db_over_minmax": None if minmax is None else (0.0 if score == minmax else score - minmax),
+               "candidates": tried}
+    return model, ir, cand, corrected, summary
 
 
 def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
@@ -197,36 +314,59 @@ def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
     src = open_source(model_path)
     data = dataset.load(calib_path, src.inputs, opts.image_range)
     n = data[0].shape[0]
-    held = 0 if eval_path or n < 5 else max(1, int(round(n * opts.holdout)))
+    auto = opts.calibration == "auto"
+    # auto selects on held-out rows of the calibration data, also when --eval is given: the
+    # evaluation data then stays unseen by every choice.
+    held = 0 if n < 5 or (eval_path and not auto) else max(1, int(round(n * opts.holdout)))
     calib = [a[: n - held][: opts.calib_samples] for a in data]
-    model = _convert(src, calib, opts)
-    ir = parse_model(model, Path(model_path).stem + ".tflite")
-    problems = firmware_problems(ir)
-    if problems:
-        raise TfgenError(f"{model_path}: the converted model cannot run as full-INT8 TFLM firmware: "
-                         f"{'; '.join(problems)}",
-                         "replace the layers named here with ones TFLite quantizes to int8")
+    held_rows = [a[n - held:][:MAX_EVAL_ROWS] for a in data] if held else None
+    calibrated = _calibrate(src, calib, opts)
+    needs_values = auto or opts.calibration != "minmax" or opts.bias_correction or opts.report_layers
+    observed = calibration.observe(calibrated, calib) if needs_values else {}
+    float_model = _float_model(src)
     if eval_path:
         evaluation = dataset.load(eval_path, src.inputs, opts.image_range, what="evaluation data")
         eval_note = str(eval_path)
     elif held:
-        evaluation = [a[n - held:] for a in data]
+        evaluation = held_rows
         eval_note = f"{held} held-out rows of {calib_path}"
     else:
         evaluation = calib
         eval_note = f"the {n} calibration rows (too few to hold any out)"
     evaluation = [a[:MAX_EVAL_ROWS] for a in evaluation]
+    scorer = _Scorer(float_model, evaluation)
+    auto_summary = None
+    if auto:
+        selection = held_rows or [a[:MAX_EVAL_ROWS] for a in calib]
+        selector = _Scorer(float_model, selection) if eval_path else scorer   # else: the same rows
+        rows_note = (f"{held} held-out rows of {calib_path}" if held
+                     else f"the {n} calibration rows (too few to hold any out)")
+        model, ir, chosen, corrected, auto_summary = _auto(calibrated, observed, opts, selector,
+                                                           model_path, rows_note)
+        scorer.arena = selector.arena
+    else:
+        chosen = Candidate(opts.calibration, opts.percentile if opts.calibration == "percentile" else None,
+                           bool(opts.bias_correction))
+        model, corrected = chosen.build(calibrated, observed, opts.per_channel)
+        ir = _checked(model, model_path)
     labels = _labels(labels_path, evaluation[0].shape[0]) if labels_path else None
-    quality = _quality(src, model, ir, evaluation, labels, opts)
+    quality = _quality(scorer, model, ir, labels)
     report = {
         "source": str(model_path), "output_sha256": ir.sha256, "size_bytes": ir.size_bytes,
         "per_channel": opts.per_channel,
-        "calibration": {"data": str(calib_path), "samples": calib[0].shape[0]},
+        "calibration": {"data": str(calib_path), "samples": calib[0].shape[0], "method": chosen.label,
+                        "bias_corrected_layers": corrected},
         "evaluation": {"data": eval_note, "samples": evaluation[0].shape[0],
                        "labels": str(labels_path) if labels_path else None},
         "ops": [u.name for u in ir.ops],
         "outputs": [q.__dict__ for q in quality],
     }
+    if auto_summary:
+        report["auto"] = auto_summary
+    if opts.report_layers:
+        rows = [a[:layer_error.MAX_ROWS] for a in calib]
+        report["layers"] = layer_error.report(ir, model, calibrated, rows, scorer.arena)
+        report["layers_on"] = f"{rows[0].shape[0]} calibration rows of {calib_path}"
     return Result(model, ir, report)
 
 
@@ -243,17 +383,9 @@ def _labels(path: Path, rows: int) -> np.ndarray:
     return y[:rows].astype(np.int64)
 
 
-def _quality(src: _Source, model: bytes, ir: ModelIR, data: list[np.ndarray],
-             labels: np.ndarray | None, opts: Options) -> list[OutputQuality]:
-    float_out = _run_float(_convert(src, None, opts), data)
-    raw_in = [numerics.quantize(a.reshape((a.shape[0],) + t.shape), t.quantization.scales[0],
-                                t.quantization.zero_points[0], t.dtype)
-              for a, t in zip(data, ir.inputs)]
-    arena = oracle.measure_arena(ir, model)
-    int8_raw = oracle.run_tflm(ir, model, raw_in, arena.min_bytes)
+def _quality(scorer: _Scorer, model: bytes, ir: ModelIR, labels: np.ndarray | None) -> list[OutputQuality]:
     result = []
-    for k, (f, q, t) in enumerate(zip(float_out, int8_raw, ir.outputs)):
-        deq = numerics.dequantize(q, t.quantization.scales[0], t.quantization.zero_points[0]).reshape(f.shape)
+    for k, (f, deq, t) in enumerate(zip(scorer.reference, scorer.outputs(ir, model), ir.outputs)):
         acc_f = acc_q = None
         if labels is not None and k == 0 and f.reshape(f.shape[0], -1).shape[1] > 1:
             acc_f = float(np.mean(f.reshape(f.shape[0], -1).argmax(1) == labels))

@@ -63,7 +63,17 @@ def quantize_text(r: dict) -> str:
            f"{'per-channel' if r['per_channel'] else 'per-tensor'} weights)",
            f"ops        {', '.join(r['ops'])}",
            f"calibrated on {cal['samples']} samples of {cal['data']}",
+           f"ranges     {cal['method']}" + (f" ({cal['bias_corrected_layers']} layers' biases corrected)"
+                                            if cal["bias_corrected_layers"] else ""),
            f"evaluated on {ev['samples']} samples: {ev['data']}", ""]
+    auto = r.get("auto")
+    if auto:
+        gain = auto["gain_db_over_minmax"]
+        out += [f"auto chose {auto['chosen']}"
+                + (f": output SQNR {gain:+.2f} dB against minmax" if gain is not None else "")
+                + f", on {auto['selected_on']}",
+                table(["calibration tried", "SQNR dB"], [[c["method"], round(c["sqnr_db"], 2)]
+                                                         for c in auto["candidates"]], right={1}), ""]
     has_acc = any(o["float_accuracy"] is not None for o in r["outputs"])
     headers = ["output", "SQNR dB", "cosine", "max abs error"] + (["float acc %", "int8 acc %"] if has_acc else [])
     rows = []
@@ -73,7 +83,29 @@ def quantize_text(r: dict) -> str:
             row += [_pct(o["float_accuracy"]), _pct(o["int8_accuracy"])]
         rows.append(row)
     out.append(table(headers, rows, right=set(range(1, len(headers)))))
+    if "layers" in r:
+        out += ["", f"per layer, on {r['layers_on']}: INT8 against float, the layers that lose most first "
+                "(SQNR accumulates from the input; dB lost = worst input's SQNR - this output's)",
+                table(["op", "layer", "output", "SQNR dB", "dB lost", "max abs error", "clipped %", "float range",
+                       "int8 range"],
+                      [[l["op_index"] if l["op_index"] is not None else "-", l["op"], _short(l["tensor"]), _db(l["sqnr_db"]), _db(l["lost_db"]),
+                        l["max_abs_error"], round(l["clipped_pct"], 3), _span(l["float_range"]), _span(l["int8_range"])]
+                       for l in r["layers"]], right={0, 3, 4, 5, 6})]
     return "\n".join(out)
+
+
+def _db(v):
+    return "-" if v is None else round(v, 2)
+
+
+def _span(pair) -> str:
+    return f"{pair[0]:.4g}..{pair[1]:.4g}"
+
+
+def _short(name: str, width: int = 40) -> str:
+    """Converter tensor names join every fused op's name with ';': the first one says enough."""
+    first = name.split(";")[0]
+    return first if len(first) <= width else "..." + first[-(width - 3):]
 
 
 def _pct(v):

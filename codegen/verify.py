@@ -179,8 +179,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     by op in execution order, with the oracle's (TFLM's Python interpreter keeping all tensors)."""
     ir = prep.ir
     ops = [op for op in ir.operators if op.subgraph == 0]
-    activations = sum(t.elements * 4 for t in ir.tensors if not t.is_constant)
-    arena = prep.arena_size + activations + 64 * len(ir.tensors) + 4096
+    arena = oracle.per_op_arena(ir, prep.arena_size)
     flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
     target = BOARDS[prep.board.name]
     out = prep.project / "build" / f"{target.name}-per-op" / Path(target.output).name

@@ -176,7 +176,8 @@ def task_tflite(req: dict, out_dir: Path) -> dict:
 
 
 def task_perop(req: dict, out_dir: Path) -> dict:
-    """One vector through TFLM keeping every tensor; each op's outputs, in execution order."""
+    """Vectors through TFLM keeping every tensor (state reset before each); each op's outputs, in
+    execution order, stacked over the vectors."""
     from tflite_micro import runtime
     model = Path(req["model"]).read_bytes()
     inputs = _load_inputs(req)
@@ -185,15 +186,20 @@ def task_perop(req: dict, out_dir: Path) -> dict:
             model, arena_size=req["arena"], intrepreter_config=runtime.InterpreterConfig.kPreserveAllTensors)
     except RuntimeError as exc:
         raise WorkerError(f"TFLM could not prepare the model keeping all tensors: {exc}")
-    for i, arr in enumerate(inputs):
-        interp.set_input(arr[0], i)
-    interp.invoke()
-    tensors = {}
-    for op, outputs in enumerate(req["op_outputs"]):
-        for t in outputs:
-            got = interp.GetTensor(t, 0)           # {'dtype', 'shape', 'tensor_data'}
-            tensors[f"op{op}_t{t}"] = np.array(got["tensor_data"], copy=True)
-    np.savez(out_dir / "outputs.npz", **tensors)
+    tensors: dict[str, list[np.ndarray]] = {}
+    for v in range(inputs[0].shape[0]):
+        interp.reset()
+        for i, arr in enumerate(inputs):
+            interp.set_input(arr[v], i)
+        try:
+            interp.invoke()
+        except RuntimeError as exc:
+            raise WorkerError(f"TFLM failed to invoke the model on vector {v}: {exc}")
+        for op, outputs in enumerate(req["op_outputs"]):
+            for t in outputs:
+                got = interp.GetTensor(t, 0)           # {'dtype', 'shape', 'tensor_data'}
+                tensors.setdefault(f"op{op}_t{t}", []).append(np.array(got["tensor_data"], copy=True))
+    np.savez(out_dir / "outputs.npz", **{k: np.stack(v) for k, v in tensors.items()})
     return {"tensors": len(tensors)}
 
 

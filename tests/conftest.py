@@ -40,9 +40,22 @@ def digits(tmp_path_factory):
 
     Returns the folder with model.keras, calib.npy (training images), x_test.npy and y_test.npy.
     """
-    sys.path.insert(0, str(REPO / "examples" / "digits"))
-    try:
-        import make_model
-    finally:
-        sys.path.pop(0)
-    return make_model.train(tmp_path_factory.mktemp("digits"))
+    return _example("digits").train(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def sensor(tmp_path_factory):
+    """The 1-D CNN example on a synthetic 3-axis accelerometer signal with sensor glitches.
+
+    Returns the folder with model.keras, calib.npy, x_test.npy and y_test.npy.
+    """
+    return _example("sensor").train(tmp_path_factory.mktemp("sensor"))
+
+
+def _example(name: str):
+    """examples/NAME/make_model.py as a module."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"{name}_make_model", REPO / "examples" / name / "make_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -235,6 +235,9 @@ FAST_CASES = [
                  ["not_a_savedmodel", "saved_model.pb"], id="quantize-dir-without-saved-model-pb"),
     pytest.param(lambda w: ["quantize", _onnx(w), "--calib", _calib(w), "-o", w / "q.tflite"],
                  ["model.onnx"], id="quantize-unknown-suffix"),
+    pytest.param(lambda w: ["quantize", M(AD01_H5), "--calib", _calib(w), "-o", w / "q.tflite",
+                            "--calibration", "percentile", "--percentile", "100"],
+                 ["--percentile 100", "99.99"], id="quantize-percentile-out-of-range"),
 ]
 
 
