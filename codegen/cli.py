@@ -418,6 +418,10 @@ class Build(Command):
         check_output(out, force=True)
         result = quantize.quantize(args.model, args.calib, quantize.Options(show_progress=sys.stderr.isatty()))
         write_atomic(out, result.model)
+        r = result.report
+        sqnr = ", ".join(f"{o['sqnr_db']:.1f}" for o in r["outputs"])
+        print(f"quantized  {args.model} -> {out}: {r['calibration']['method']}; output SQNR {sqnr} dB on "
+              f"{r['evaluation']['data']} (details: tfgen quantize --report-layers)", file=sys.stderr)
         return out
 
 

@@ -74,3 +74,19 @@ def test_an_existing_project_is_not_regenerated_without_force(tmp_path):
 def test_a_float_model_needs_calibration_data(tmp_path):
     r = run_tfgen("build", model("ad01_h5"), "--board", "host", "-o", tmp_path / "p")
     assert r.returncode == 2 and "--calib" in r.stderr
+
+
+def test_a_keras_model_with_calibration_data_is_quantized_then_built(digits, tmp_path):
+    """The user's path: `tfgen build model.keras --calib DATA --board esp32`. Offline the ESP32
+    platform cannot be installed, but the INT8 model and the project are there, and said so."""
+    out = tmp_path / "p"
+    r = run_tfgen("build", digits / "model.keras", "--calib", digits / "calib.npy", "--board", "esp32",
+                  "-o", out, timeout=900)
+    int8 = tmp_path / "model_int8.tflite"
+    from codegen.inspection import firmware_problems, parse_model, quantization_kind
+    ir = parse_model(int8.read_bytes(), int8.name)
+    assert quantization_kind(ir) == "int8" and firmware_problems(ir) == []
+    quantized = next(line for line in r.stderr.splitlines() if line.startswith("quantized"))
+    assert str(int8) in quantized and "output SQNR" in quantized and "held-out rows" in quantized
+    assert (out / "platformio.ini").is_file() and (out / "src" / "tfgen_model.h").is_file()
+    assert r.returncode == 0 or "could not install the espressif32 platform" in r.stderr, r.stderr
