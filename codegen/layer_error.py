@@ -16,7 +16,15 @@ import numpy as np
 from codegen import calibration, numerics, oracle
 from codegen.ir import ModelIR
 
-MAX_ROWS = 100                  # calibration rows the report runs on
+MAX_ROWS = 100                  # calibration rows the report runs on, at most
+MEMORY_BUDGET = 256 << 20       # bytes for every activation of every row, float and int8 copies
+
+
+def rows_for(ir: ModelIR) -> int:
+    """How many rows the report runs on: MAX_ROWS, fewer when the activations would not fit the
+    memory budget (5 bytes an element: the float copy and the int8 one)."""
+    per_row = 5 * sum(t.elements for t in ir.tensors if not t.is_constant)
+    return max(1, min(MAX_ROWS, MEMORY_BUDGET // max(per_row, 1)))
 
 
 def report(ir: ModelIR, model: bytes, calibrated: bytes, rows: list[np.ndarray], arena: int) -> list[dict]:

@@ -364,7 +364,7 @@ def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
     if auto_summary:
         report["auto"] = auto_summary
     if opts.report_layers:
-        rows = [a[:layer_error.MAX_ROWS] for a in calib]
+        rows = [a[:layer_error.rows_for(ir)] for a in calib]
         report["layers"] = layer_error.report(ir, model, calibrated, rows, scorer.arena)
         report["layers_on"] = f"{rows[0].shape[0]} calibration rows of {calib_path}"
     return Result(model, ir, report)

@@ -252,3 +252,14 @@ def test_report_layers_names_where_the_loss_is(sensor, tmp_path):
                      tmp_path / "t.tflite", "--report-layers")
     assert text.returncode == 0, text.stderr
     assert "auto chose" in text.stdout and "per layer" in text.stdout and "dB lost" in text.stdout
+
+
+def test_the_layer_report_runs_on_fewer_rows_for_big_activations(monkeypatch):
+    from codegen import layer_error
+    ir = parse_model(model("kws_ref_model").read_bytes(), "kws")
+    assert layer_error.rows_for(ir) == layer_error.MAX_ROWS
+    monkeypatch.setattr(layer_error, "MEMORY_BUDGET", 1_000_000)
+    per_row = 5 * sum(t.elements for t in ir.tensors if not t.is_constant)
+    assert layer_error.rows_for(ir) == 1_000_000 // per_row < layer_error.MAX_ROWS
+    monkeypatch.setattr(layer_error, "MEMORY_BUDGET", 1)
+    assert layer_error.rows_for(ir) == 1
