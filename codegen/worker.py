@@ -118,6 +118,20 @@ def _load_inputs(req: dict) -> list[np.ndarray]:
         return [data[f"in{i}"] for i in range(len(data.files))]
 
 
+def _invocations(interp, inputs: list[np.ndarray]):
+    """Each vector through a TFLM interpreter, state reset before it (stateful ops such as LSTM);
+    yields the vector's index after its invoke."""
+    for v in range(inputs[0].shape[0]):
+        interp.reset()
+        for i, arr in enumerate(inputs):
+            interp.set_input(arr[v], i)
+        try:
+            interp.invoke()
+        except RuntimeError as exc:
+            raise WorkerError(f"TFLM failed to invoke the model on vector {v}: {exc}")
+        yield v
+
+
 def task_tflm(req: dict, out_dir: Path) -> dict:
     """Run every vector through TFLM, resetting state before each (stateful ops such as LSTM)."""
     model = Path(req["model"]).read_bytes()
@@ -134,14 +148,7 @@ def task_tflm(req: dict, out_dir: Path) -> dict:
     interp = holder["interp"]
     n = inputs[0].shape[0]
     outs: list[list[np.ndarray]] = [[] for _ in range(req["n_outputs"])]
-    for v in range(n):
-        interp.reset()
-        for i, arr in enumerate(inputs):
-            interp.set_input(arr[v], i)
-        try:
-            interp.invoke()
-        except RuntimeError as exc:
-            raise WorkerError(f"TFLM failed to invoke the model on vector {v}: {exc}")
+    for _ in _invocations(interp, inputs):
         for o in range(req["n_outputs"]):
             outs[o].append(np.array(interp.get_output(o), copy=True))
     np.savez(out_dir / "outputs.npz", **{f"out{o}": np.stack(a) for o, a in enumerate(outs)})
@@ -187,14 +194,7 @@ def task_perop(req: dict, out_dir: Path) -> dict:
     except RuntimeError as exc:
         raise WorkerError(f"TFLM could not prepare the model keeping all tensors: {exc}")
     tensors: dict[str, list[np.ndarray]] = {}
-    for v in range(inputs[0].shape[0]):
-        interp.reset()
-        for i, arr in enumerate(inputs):
-            interp.set_input(arr[v], i)
-        try:
-            interp.invoke()
-        except RuntimeError as exc:
-            raise WorkerError(f"TFLM failed to invoke the model on vector {v}: {exc}")
+    for _ in _invocations(interp, inputs):
         for op, outputs in enumerate(req["op_outputs"]):
             for t in outputs:
                 got = interp.GetTensor(t, 0)           # {'dtype', 'shape', 'tensor_data'}
