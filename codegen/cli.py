@@ -305,10 +305,14 @@ class Generate(Command):
         return 0
 
 
-def _kernel_options(p) -> None:
+def _kernel_options(p, sources: bool = True) -> None:
+    """--kernels, and with ``sources`` (commands that build) --cmsis-nn-dir."""
     p.add_argument("--kernels", choices=("reference", "cmsis-nn"), default=None,
-                   help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's, "
-                        "cmsis-nn when a CMSIS-NN setup is available)")
+                   help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's"
+                        + (", cmsis-nn when a CMSIS-NN setup is available)" if sources else
+                           "; the code sizes of each are in tfgen's table, no CMSIS-NN setup is needed)"))
+    if not sources:
+        return
     p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
                    help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR, else "
                         "the cached or downloaded pinned archives)")
@@ -478,6 +482,7 @@ class Fit(Command):
         p.add_argument("--board", metavar="B",
                        help="check only board B; exit status 1 when the model does not fit it")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        _kernel_options(p, sources=False)
         p.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
@@ -489,7 +494,7 @@ class Fit(Command):
         model, ir = _load_ir(args.model)
         inspection.require_tflm_int8(ir)
         arena = oracle.measure_arena(ir, model)
-        rows = fit.fit(ir, arena.min_bytes, chosen)
+        rows = fit.fit(ir, arena.min_bytes, chosen, kernels=args.kernels)
         report = {"model": str(args.model), "size_bytes": ir.size_bytes, "ops": [o.name for o in ir.ops],
                   "arena": arena.to_dict(), **fit.fit_to_dict(rows)}
         emit(report, args.json, lambda r: (

@@ -149,17 +149,22 @@ def cached_setup() -> Path | None:
     return fetch.cache_root() / CACHE_PATH if all(fetch.cached(a) for a in ARCHIVES) else None
 
 
+def kernels_for(board_kernels: str, kernels: str | None = None) -> str:
+    """The kernel set a build for a board with ``board_kernels`` asks for with ``--kernels`` (None: the
+    board's). It chooses between reference and cmsis-nn on the boards whose kernels are cmsis-nn;
+    elsewhere the board's stay (ESP-IDF's component brings ESP-NN) and cmsis-nn is an error."""
+    if kernels == "cmsis-nn" and board_kernels != "cmsis-nn":
+        raise TfgenError(f"--kernels cmsis-nn: this board's kernels are {board_kernels}",
+                         "CMSIS-NN is for the Cortex-M boards (kernels = \"cmsis-nn\" in boards/*.toml)")
+    return kernels if kernels and board_kernels == "cmsis-nn" else board_kernels
+
+
 def choose(board_kernels: str, option: Path | None = None, kernels: str | None = None
            ) -> tuple[CmsisNn | None, str | None]:
     """The CMSIS-NN setup a build for a board with ``board_kernels`` uses, and a note when it falls
     back to the reference kernels (the download failed). ``kernels`` ("reference"/"cmsis-nn"/None =
     the board's default)."""
-    if kernels == "reference":
-        return None, None
-    if board_kernels != "cmsis-nn":
-        if kernels == "cmsis-nn":
-            raise TfgenError(f"--kernels cmsis-nn: this board's kernels are {board_kernels}",
-                             "CMSIS-NN is for the Cortex-M boards (kernels = \"cmsis-nn\" in boards/*.toml)")
+    if kernels_for(board_kernels, kernels) != "cmsis-nn":
         return None, None
     if kernels == "cmsis-nn":
         return resolve(option), None

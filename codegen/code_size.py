@@ -6,7 +6,11 @@ interpreter plus a ``MicroMutableOpResolver`` that adds just that op) is linked 
 and only the kernel objects the selection names. An unresolved symbol means the selection misses a
 file; the error names the file that defines it. Regenerate the committed table with::
 
-    python -m codegen.code_size --tflm-dir PATH/TO/esp-tflite-micro > codegen/data/code_size.json
+    python -m codegen.code_size --tflm-dir PATH/TO/esp-tflite-micro --cmsis-nn-dir SETUP \
+        --update codegen/data/code_size.json > new.json && mv new.json codegen/data/code_size.json
+
+(``--kernels cmsis-nn`` or ``--core C`` re-measures only that part; ``--update`` keeps the rest of
+the old table, and its ``notes``.)
 
 Flags follow TFLM's own Makefile (``tools/make/Makefile``, target ``cortex_m_generic``, the default
 build type, which keeps error strings so the firmware can say why allocation failed): core files at
@@ -16,6 +20,14 @@ with an empty resolver. Summing those over a model's ops over-counts the helpers
 (quantization utilities, reference kernels); ``shared_symbols``/``ops_shared`` record those helpers
 so that ``ops_flash`` counts them once, and ``combination`` checks both sums against programs that
 link the keyword-spotting op set and all ops together.
+
+The same is measured a second time with CMSIS-NN (``KernelSet``), for the cores of the boards whose
+kernels are cmsis-nn (M4F, M7): each op links the kernel selection ``cmsis_nn.CmsisNn.select`` makes
+for a project (the wrapper in place of the reference kernel file, plus the CMSIS-NN library sources
+that wrapper reaches; ops without a wrapper keep their reference files), and every file is compiled
+with ``-DCMSIS_NN`` as in a project. The wrappers are kernel sources and the library's C files
+third-party kernel sources, both at TFLM's -O2 (KERNEL_OPTIMIZATION_LEVEL,
+THIRD_PARTY_KERNEL_OPTIMIZATION_LEVEL); the result is the table's ``cmsis-nn`` section.
 """
 from __future__ import annotations
 
@@ -30,13 +42,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from codegen import proc
+from codegen import cmsis_nn, proc
 from codegen.errors import TfgenError
 from codegen.tflm_ops import load_op_set
 from codegen.tflm_tree import CORE_SOURCES, INCLUDE_DIRS, KERNELS_DIR, TflmTree, kernel_sources, open_tree
 
 DATA_FILE = Path(__file__).parent / "data" / "code_size.json"
 CXX = "arm-none-eabi-g++"
+CC = "arm-none-eabi-gcc"
 SIZE = "arm-none-eabi-size"
 COMPILE_TIMEOUT_S = 600
 LINK_TIMEOUT_S = 120
@@ -53,6 +66,9 @@ CXXFLAGS = ("-std=c++17", "-mthumb", "-mlittle-endian", "-funsigned-char", "-fom
             "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections",
             "-fmessage-length=0", "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
             "-DTF_LITE_MCU_DEBUG_LOG")
+# TFLM Makefile CCFLAGS, for the C sources (CMSIS-NN's library): CXXFLAGS less the C++-only flags.
+CFLAGS = ("-std=c17", *(f for f in CXXFLAGS if f not in ("-std=c++17", "-fno-rtti", "-fno-exceptions",
+                                                         "-fno-threadsafe-statics")))
 CORE_OPT = "-Os"        # TFLM Makefile CORE_OPTIMIZATION_LEVEL (gcc)
 KERNEL_OPT = "-O2"      # TFLM Makefile KERNEL_OPTIMIZATION_LEVEL
 LDFLAGS = ("--specs=nano.specs", "--specs=nosys.specs", "-Wl,--gc-sections", "-Wl,--no-demangle")
@@ -60,6 +76,9 @@ LIBS = ("-lm",)
 
 # The ops of MLPerf Tiny's keyword-spotting DS-CNN: linked together to check the sum of increments.
 KWS_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX")
+# The cores of the boards whose kernels are cmsis-nn (M4, M7): measured with CMSIS-NN too.
+CMSIS_NN_CORES = ("cortex-m4f", "cortex-m7")
+KERNEL_SETS = ("reference", "cmsis-nn")
 # Resolver slots of the baseline and of the slot-cost probe (MicroMutableOpResolver<N> is static RAM).
 SLOT_PROBE = 16
 # Xtensa has no compiler here: its figures are the Cortex-M4F ones times this factor (XTENSA_NOTE).
@@ -94,7 +113,7 @@ class Sizes:
 
 
 def _object_name(rel: str) -> str:
-    return rel.replace("/", "__").removesuffix(".cc") + ".o"
+    return rel.replace("/", "__").removesuffix(".cc").removesuffix(".c") + ".o"
 
 
 def all_kernel_files(tree: TflmTree) -> list[str]:
@@ -102,26 +121,69 @@ def all_kernel_files(tree: TflmTree) -> list[str]:
     return sorted(f"{KERNELS_DIR}/{p.name}" for p in (tree.root / KERNELS_DIR).glob("*.cc"))
 
 
-def _compile_cmd(tree: TflmTree, core: str, src: Path, obj: Path, opt: str) -> list[str]:
+@dataclass(frozen=True)
+class KernelSet:
+    """The kernels a measurement links: TFLM's reference kernel files, or, with ``cmsis``, the files
+    ``cmsis.select`` puts into a project (named by their path in ``lib/tflm/``), every file then
+    compiled with -DCMSIS_NN and CMSIS-NN's include dirs."""
+    cmsis: cmsis_nn.CmsisNn | None = None
+
+    @property
+    def name(self) -> str:
+        return "reference" if self.cmsis is None else "cmsis-nn"
+
+    def flags(self) -> tuple[str, ...]:
+        if self.cmsis is None:
+            return ()
+        return (*cmsis_nn.DEFINES, f"-I{self.cmsis.library}", f"-I{self.cmsis.library / 'Include'}")
+
+    def files(self, tree: TflmTree, ops: list[str] | None = None) -> list[str]:
+        """The kernel sources a project for ``ops`` carries (None: for every kernel file the tree has)."""
+        chosen = all_kernel_files(tree) if ops is None else kernel_sources(tree, ops)
+        if self.cmsis is None:
+            return chosen
+        selection = self.cmsis.select(chosen)
+        sources = [dest for dest, _ in selection.files if dest.endswith((".c", ".cc"))]
+        return [*selection.kernel_files, *sources]
+
+    def path(self, tree: TflmTree, rel: str) -> Path:
+        if self.cmsis is not None and rel.startswith(cmsis_nn.WRAPPERS_DIR + "/"):
+            return self.cmsis.wrappers / rel[len(cmsis_nn.WRAPPERS_DIR) + 1:]
+        if self.cmsis is not None and rel.startswith(cmsis_nn.LIB_DEST + "/"):
+            return self.cmsis.library / rel[len(cmsis_nn.LIB_DEST) + 1:]
+        return tree.root / rel
+
+
+REFERENCE = KernelSet()
+
+
+def _compile_cmd(tree: TflmTree, core: str, src: Path, obj: Path, opt: str,
+                 flags: tuple[str, ...] = ()) -> list[str]:
     includes = [f"-I{tree.root / d}" for d in INCLUDE_DIRS]
-    return [CXX, *CORE_FLAGS[core], *CXXFLAGS, opt, "-fstack-usage", *includes, "-c", str(src),
+    compiler, language = (CC, CFLAGS) if src.suffix == ".c" else (CXX, CXXFLAGS)
+    return [compiler, *CORE_FLAGS[core], *language, *flags, opt, "-fstack-usage", *includes, "-c", str(src),
             "-o", str(obj)]
 
 
-def compile_tree(tree: TflmTree, core: str, objdir: Path, jobs: int,
-                 kernels: list[str] | None = None) -> tuple[dict[str, Path], list[str]]:
-    """Compile the core and ``kernels`` (default: every kernel file); returns {relative source: object}
-    and the kernel files that do not compile on their own, which no selection may name."""
+def compile_tree(tree: TflmTree, core: str, objdir: Path, jobs: int, kernels: list[str] | None = None,
+                 kernel_set: KernelSet = REFERENCE) -> tuple[dict[str, Path], list[str]]:
+    """Compile the core and ``kernels`` (default: every kernel file of ``kernel_set``); returns
+    {relative source: object} and the kernel files that do not compile on their own, which no
+    selection may name. Files under the kernels directory (also kernel_util.cc and
+    micro_tensor_utils.cc, which tfgen counts as core) and CMSIS-NN's library at KERNEL_OPT, the rest
+    at CORE_OPT."""
     objdir.mkdir(parents=True, exist_ok=True)
-    chosen = all_kernel_files(tree) if kernels is None else kernels
+    chosen = kernel_set.files(tree) if kernels is None else kernels
     sources = sorted(set(CORE_SOURCES)) + [k for k in chosen if k not in CORE_SOURCES]
 
     def one(rel: str) -> tuple[str, Path | None]:
         obj = objdir / _object_name(rel)
-        if obj.is_file() and obj.stat().st_mtime >= (tree.root / rel).stat().st_mtime:
+        src = kernel_set.path(tree, rel)
+        if obj.is_file() and obj.stat().st_mtime >= src.stat().st_mtime:
             return rel, obj                     # kept from an earlier run with --workdir
-        opt = KERNEL_OPT if rel.startswith(KERNELS_DIR + "/") else CORE_OPT
-        result = proc.run(_compile_cmd(tree, core, tree.root / rel, obj, opt), what=f"{CXX} {rel}",
+        opt = KERNEL_OPT if rel.startswith((KERNELS_DIR + "/", cmsis_nn.LIB_DEST + "/")) else CORE_OPT
+        result = proc.run(_compile_cmd(tree, core, src, obj, opt, kernel_set.flags()),
+                          what=f"{CC if src.suffix == '.c' else CXX} {rel}",
                           timeout=COMPILE_TIMEOUT_S, check=rel in CORE_SOURCES)
         return rel, obj if result.returncode == 0 else None
 
@@ -217,14 +279,16 @@ def ops_flash(entry: dict, ops: list[str]) -> int:
 
 
 def link_program(tree: TflmTree, core: str, objects: dict[str, Path], kernels: list[str],
-                 methods: list[str], slots: int, workdir: Path, tag: str) -> Sizes:
-    """Compile the program for ``methods`` and link it with the core and ``kernels`` objects only.
+                 methods: list[str], slots: int, workdir: Path, tag: str,
+                 flags: tuple[str, ...] = ()) -> Sizes:
+    """Compile the program for ``methods`` (with ``flags``, a ``KernelSet``'s) and link it with the
+    core and ``kernels`` objects only.
 
     An unresolved symbol is an error naming the kernel file that defines it."""
     src = workdir / f"{tag}.cc"
     src.write_text(program_source(methods, slots), encoding="utf-8")
     main_obj = workdir / f"{tag}.o"
-    proc.run(_compile_cmd(tree, core, src, main_obj, CORE_OPT), what=f"{CXX} {tag}.cc",
+    proc.run(_compile_cmd(tree, core, src, main_obj, CORE_OPT, flags), what=f"{CXX} {tag}.cc",
              timeout=COMPILE_TIMEOUT_S)
     elf = workdir / f"{tag}.elf"
     objs = [objects[c] for c in sorted(set(CORE_SOURCES))] + [objects[k] for k in kernels]
@@ -256,34 +320,37 @@ def measurable_ops(tree: TflmTree) -> dict[str, str]:
     return ops
 
 
-def measure_core(tree: TflmTree, core: str, jobs: int, workdir: Path, log=None) -> dict:
+def measure_core(tree: TflmTree, core: str, jobs: int, workdir: Path, log=None,
+                 kernel_set: KernelSet = REFERENCE) -> dict:
     say = log or (lambda _msg: None)
+    what = f"{core} ({kernel_set.name} kernels)"
+    flags = kernel_set.flags()
     start = time.monotonic()
-    objects, failed = compile_tree(tree, core, workdir / "obj", jobs)
+    objects, failed = compile_tree(tree, core, workdir / "obj", jobs, kernel_set=kernel_set)
     compile_s = time.monotonic() - start
-    say(f"{core}: compiled {len(objects)} files in {compile_s:.0f} s ({len(failed)} kernel files do not "
+    say(f"{what}: compiled {len(objects)} files in {compile_s:.0f} s ({len(failed)} kernel files do not "
         f"compile stand-alone: {', '.join(Path(f).name for f in failed) or 'none'})")
     progs = workdir / "prog"
     progs.mkdir(exist_ok=True)
-    base = link_program(tree, core, objects, [], [], 1, progs, "baseline")
-    probe = link_program(tree, core, objects, [], [], SLOT_PROBE, progs, "slots")
+    base = link_program(tree, core, objects, [], [], 1, progs, "baseline", flags)
+    probe = link_program(tree, core, objects, [], [], SLOT_PROBE, progs, "slots", flags)
     ops = measurable_ops(tree)
 
     def one(item: tuple[str, str]) -> tuple[str, Sizes, list[str]]:
         op, method = item
-        kernels = kernel_sources(tree, [op])
+        kernels = kernel_set.files(tree, [op])
         unusable = [k for k in kernels if k not in objects]
         if unusable:
-            raise TfgenError(f"{op}: its kernel files do not compile for {core}: {', '.join(unusable)}")
+            raise TfgenError(f"{op}: its kernel files do not compile for {what}: {', '.join(unusable)}")
         try:
-            return op, link_program(tree, core, objects, kernels, [method], 1, progs, op), kernels
+            return op, link_program(tree, core, objects, kernels, [method], 1, progs, op, flags), kernels
         except MissingKernelFiles as first:
             extra: list[str] = []
             error = first
             while error.files:            # add the defining files until it links: the full set
                 extra += error.files
                 try:
-                    link_program(tree, core, objects, kernels + extra, [method], 1, progs, op)
+                    link_program(tree, core, objects, kernels + extra, [method], 1, progs, op, flags)
                     break
                 except MissingKernelFiles as again:
                     error = again
@@ -300,7 +367,7 @@ def measure_core(tree: TflmTree, core: str, jobs: int, workdir: Path, log=None) 
         results = list(pool.map(guarded, sorted(ops.items())))
     errors = [r for r in results if isinstance(r, TfgenError)]
     if errors:
-        raise TfgenError(f"{len(errors)} ops do not link for {core}: "
+        raise TfgenError(f"{len(errors)} ops do not link for {what}: "
                          + "; ".join(e.message for e in errors), errors[0].hint)
     measured = results
     base_syms = flash_symbols(progs / "baseline.elf")
@@ -315,11 +382,11 @@ def measure_core(tree: TflmTree, core: str, jobs: int, workdir: Path, log=None) 
         {op: flash_symbols(progs / f"{op}.elf") - base_syms for op, _, _ in measured})
     checks = {}
     for name, chosen in (("kws", list(KWS_OPS)), ("all", sorted(ops))):
-        sizes = link_program(tree, core, objects, kernel_sources(tree, chosen), [ops[o] for o in chosen],
-                             len(chosen), progs, f"combination_{name}")
+        sizes = link_program(tree, core, objects, kernel_set.files(tree, chosen), [ops[o] for o in chosen],
+                             len(chosen), progs, f"combination_{name}", flags)
         checks[name] = _check(entry, chosen, sizes.flash - base.flash)
     entry["combination"] = checks
-    say(f"{core}: linked {len(measured)} op programs; {time.monotonic() - start:.0f} s in all")
+    say(f"{what}: linked {len(measured)} op programs; {time.monotonic() - start:.0f} s in all")
     entry["largest_stack_frames"] = largest_frames(workdir / "obj")
     return entry
 
@@ -337,7 +404,10 @@ def compiler_version() -> str:
     return proc.run([CXX, "--version"], what=CXX, timeout=60).stdout.splitlines()[0].strip()
 
 
-def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path | None = None) -> dict:
+def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path | None = None,
+            cmsis: cmsis_nn.CmsisNn | None = None, kernel_sets: tuple[str, ...] = KERNEL_SETS) -> dict:
+    """The table for ``cores``: the reference kernels under ``cores`` (with Xtensa's estimate and the
+    host), and with ``cmsis`` CMSIS-NN under ``cmsis-nn``, for those of ``cores`` in CMSIS_NN_CORES."""
     table: dict = {
         "tflm": tree.version,
         "compiler": compiler_version(),
@@ -354,12 +424,31 @@ def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path
                    "a set of ops counts them once (codegen.code_size.ops_flash); combination: the kws "
                    "op set and all ops linked together, against the plain sum of increments and "
                    "against ops_flash"),
-        "kernels": "TFLM reference kernels (tensorflow/lite/micro/kernels/*.cc); CMSIS-NN is not in the tree",
+        "kernels": ("cores: TFLM reference kernels (tensorflow/lite/micro/kernels/*.cc); cmsis-nn: the "
+                    "same measurement with CMSIS-NN (see its kernels)"),
         "cores": {},
     }
     with tempfile.TemporaryDirectory(prefix="tfgen-size-") as tmp:
-        for core in cores:
-            table["cores"][core] = measure_core(tree, core, jobs, (workdir or Path(tmp)) / core, log)
+        base = workdir or Path(tmp)
+        if "reference" in kernel_sets:
+            for core in cores:
+                table["cores"][core] = measure_core(tree, core, jobs, base / core, log)
+        if "cmsis-nn" in kernel_sets and cmsis is not None:
+            kernel_set = KernelSet(cmsis)
+            table["cmsis-nn"] = {
+                "kernels": (f"{cmsis.version}: each op links the files codegen.cmsis_nn select() puts in a "
+                            "project, the wrapper in place of the reference kernel file it replaces plus "
+                            "the CMSIS-NN library sources that wrapper reaches (data/cmsis_nn_sources.json); "
+                            "ops without a wrapper link their reference kernel files"),
+                "flags": {"every_file": " ".join(cmsis_nn.DEFINES), "wrappers": KERNEL_OPT,
+                          "library": f"{CC} {' '.join(CFLAGS)} {KERNEL_OPT} (TFLM's "
+                                     "THIRD_PARTY_KERNEL_OPTIMIZATION_LEVEL)"},
+                "method": "as for the reference kernels (method), every program built with these kernels",
+                "wrapped_ops": [op for op in sorted(measurable_ops(tree)) if any(
+                    f.startswith(cmsis_nn.WRAPPERS_DIR + "/") for f in kernel_set.files(tree, [op]))],
+                "cores": {core: measure_core(tree, core, jobs, base / f"{core}-cmsis-nn", log, kernel_set)
+                          for core in cores if core in CMSIS_NN_CORES},
+            }
     if "cortex-m4f" in table["cores"]:
         m4 = table["cores"]["cortex-m4f"]
         table["cores"]["xtensa"] = {
@@ -369,7 +458,30 @@ def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path
             "ops": {op: round(n * XTENSA_FACTOR) for op, n in m4["ops"].items()},
             "shared_symbols": [[name, round(size * XTENSA_FACTOR)] for name, size in m4["shared_symbols"]],
         }
-    table["cores"]["host"] = {"not_applicable": "host builds have no flash limit worth estimating"}
+    if "reference" in kernel_sets:
+        table["cores"]["host"] = {"not_applicable": "host builds have no flash limit worth estimating"}
+    return table
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with what ``new`` measured put in its place (cores, the cmsis-nn cores); ``old``'s
+    ``notes`` and everything else ``new`` did not measure are kept. Both must come from the same TFLM,
+    compiler and flags."""
+    for key in ("tflm", "compiler"):
+        if old.get(key) != new[key]:
+            raise TfgenError(f"the table to update has {key} {old.get(key)!r}, this measurement {new[key]!r}",
+                             "regenerate the whole table (without --update)")
+    same = {k: v for k, v in new["flags"].items() if k != "per_core"}
+    if {k: v for k, v in old.get("flags", {}).items() if k != "per_core"} != same:
+        raise TfgenError("the table to update was measured with other flags", "regenerate the whole table "
+                         "(without --update)")
+    table = json.loads(json.dumps(old))
+    table["flags"]["per_core"].update(new["flags"]["per_core"])
+    table.update({k: new[k] for k in ("method", "kernels")})
+    table["cores"].update(new["cores"])
+    if "cmsis-nn" in new:
+        cores = {**table.get("cmsis-nn", {}).get("cores", {}), **new["cmsis-nn"]["cores"]}
+        table["cmsis-nn"] = {**table.get("cmsis-nn", {}), **new["cmsis-nn"], "cores": cores}
     return table
 
 
@@ -382,13 +494,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tflm-dir", type=Path, required=True)
     parser.add_argument("--core", action="append", choices=sorted(CORE_FLAGS),
                         help="measure only this core (repeatable; default: all)")
+    parser.add_argument("--kernels", action="append", choices=KERNEL_SETS,
+                        help="measure only this kernel set (repeatable; default: both; cmsis-nn only for "
+                             f"{', '.join(CMSIS_NN_CORES)})")
+    parser.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
+                        help=f"CMSIS-NN setup (default: ${cmsis_nn.ENV_VAR}, else the cached or downloaded "
+                             "pinned archives)")
+    parser.add_argument("--update", type=Path, metavar="TABLE",
+                        help="print TABLE with what this run measured in its place (keeps the rest and "
+                             "its notes)")
     parser.add_argument("--jobs", type=int, default=2, help="parallel compiler runs (default 2)")
     parser.add_argument("--workdir", type=Path, metavar="DIR",
                         help="keep objects in DIR and reuse them next time (a fresh DIR after changing flags)")
     args = parser.parse_args(argv)
+    kernel_sets = tuple(args.kernels or KERNEL_SETS)
     try:
+        cmsis = cmsis_nn.resolve(args.cmsis_nn_dir) if "cmsis-nn" in kernel_sets else None
         table = measure(open_tree(args.tflm_dir), args.core or list(CORE_FLAGS), args.jobs,
-                        log=lambda m: print(m, file=sys.stderr, flush=True), workdir=args.workdir)
+                        log=lambda m: print(m, file=sys.stderr, flush=True), workdir=args.workdir,
+                        cmsis=cmsis, kernel_sets=kernel_sets)
+        if args.update:
+            table = merge(json.loads(args.update.read_text(encoding="utf-8")), table)
     except TfgenError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

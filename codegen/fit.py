@@ -7,13 +7,16 @@ framework's own code where a figure is known. RAM = the tensor arena (the 64-bit
 ``oracle.measure_arena``, an upper bound for 32-bit targets, plus the generator's margin,
 ``plan.arena_with_margin``) + the runtime's static RAM + resolver slots + a stack allowance. With
 ``arena_placement = "psram"`` the arena counts against ``psram_bytes``. Code sizes come from
-``codegen/data/code_size.json`` (``python -m codegen.code_size``).
+``codegen/data/code_size.json`` (``python -m codegen.code_size``), for the kernel set a build would
+use: CMSIS-NN's figures on the boards whose kernels are cmsis-nn (M4F, M7), unless ``--kernels
+reference``; the reference kernels' elsewhere. Only the table is read: fit needs no CMSIS-NN sources.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from codegen import cmsis_nn
 from codegen.boards import Board
 from codegen.code_size import load_table, ops_flash
 from codegen.errors import TfgenError
@@ -40,12 +43,14 @@ FRAMEWORK_COST: dict[str, tuple[int, int, str]] = {
 HARNESS_FLASH = 13 * 1024
 MEASURED_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
 XTENSA_KEY = "xtensa"
+CMSIS_NN_KEY = "cmsis-nn"           # the table's section measured with CMSIS-NN (code_size.KernelSet)
 
 
 @dataclass(frozen=True)
 class FitRow:
     board: str
     core: str
+    kernels: str                    # the kernel set the code sizes assume: reference, cmsis-nn, esp-nn
     flash_needed: int
     flash_limit: int
     ram_needed: int                 # internal RAM
@@ -91,19 +96,29 @@ def _headroom(needed: int, limit: int) -> float:
     return round(100 * (limit - needed) / limit, 1)
 
 
-def _core_figures(core: str, sizes: dict) -> tuple[dict | None, str]:
-    """The code-size entry for ``core`` and how it was obtained."""
+def _core_figures(core: str, kernels: str, sizes: dict) -> tuple[dict | None, str]:
+    """The code-size entry for ``core`` with ``kernels`` and how it was obtained."""
     cores = sizes["cores"]
+    if kernels == "cmsis-nn" and CMSIS_NN_KEY not in sizes:
+        raise TfgenError("the code-size table has no CMSIS-NN figures (no cmsis-nn section)",
+                         "regenerate codegen/data/code_size.json with python -m codegen.code_size "
+                         "--cmsis-nn-dir DIR, or pass --kernels reference")
+    cmsis = sizes[CMSIS_NN_KEY]["cores"] if kernels == "cmsis-nn" else {}
     if core == "host":
         return None, "host: code size not applicable (tfgen budget, no flash to estimate)"
-    if core in cores and core in MEASURED_CORES:
-        return cores[core], f"measured for {core} (arm-none-eabi-gcc, TFLM reference kernels)"
     if core.startswith("xtensa"):
         entry = cores[XTENSA_KEY]
         return entry, f"estimated for Xtensa: {entry['note']}"
-    # An unmeasured Cortex-M core: the measured core with the largest runtime, scaled up so that each
-    # figure is at least the largest measured one.
-    measured = [cores[c] for c in MEASURED_CORES if c in cores]
+    if core in cmsis:
+        return cmsis[core], f"measured for {core} (arm-none-eabi-gcc, CMSIS-NN kernels)"
+    if kernels != "cmsis-nn" and core in cores and core in MEASURED_CORES:
+        return cores[core], f"measured for {core} (arm-none-eabi-gcc, TFLM reference kernels)"
+    # Not measured (another Cortex-M core, or CMSIS-NN on a core it was not measured with): the
+    # measured entry with the largest runtime, scaled up so that each figure is at least the largest
+    # measured one, over the reference kernels of every core and, for cmsis-nn, CMSIS-NN's.
+    candidates = {c: cores[c] for c in MEASURED_CORES if c in cores}
+    candidates.update({f"{c} with CMSIS-NN": entry for c, entry in cmsis.items()})
+    measured = list(candidates.values())
     largest = max(measured, key=lambda m: m["runtime_flash"])
     merged = dict(largest)
     for key in ("runtime_flash", "runtime_ram", "ram_per_op_slot"):
@@ -112,12 +127,35 @@ def _core_figures(core: str, sizes: dict) -> tuple[dict | None, str]:
     merged["ops_ram"] = {op: max(m["ops_ram"].get(op, 0) for m in measured)
                          for m in measured for op in m["ops_ram"]}
     merged.pop("combination", None)
-    return merged, f"not measured for {core}: the largest figure of {', '.join(MEASURED_CORES)}"
+    what = "CMSIS-NN" if kernels == "cmsis-nn" else "code size"
+    return merged, f"{what} not measured for {core}: the largest figure of {', '.join(candidates)}"
+
+
+def _kernels_note(kernels: str) -> str:
+    """For a board whose kernels are cmsis-nn."""
+    if kernels == "cmsis-nn":
+        return ("kernels: CMSIS-NN, the board's default (a build without a CMSIS-NN setup, none given, "
+                "cached or downloadable, falls back to the reference kernels, which are smaller)")
+    return "kernels: reference (--kernels reference; the board's default is cmsis-nn)"
+
+
+def _build_check(sizes: dict, core: str, kernels: str) -> str:
+    """How the whole estimate compared with real builds of this core and kernel set, if any."""
+    checked = sizes.get("notes", {}).get("checked_against_builds", {})
+    builds = checked.get("cores", {}).get(core, {}).get(kernels)
+    if not builds:
+        return ""
+    errors = ", ".join(f"{model} {100 * (b['estimated'] - b['real']) / b['real']:+.1f} %"
+                       for model, b in builds.items())
+    return f"; flash estimate against real {checked['board']} builds: {errors}"
 
 
 def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
-              arena_source: str = HOST_ARENA) -> FitRow:
-    figures, how = _core_figures(board.core, sizes)
+              arena_source: str = HOST_ARENA, kernels: str | None = None) -> FitRow:
+    """``kernels``: generate's --kernels (None: the board's; cmsis-nn on a board that cannot use it is
+    an error, as there)."""
+    kernels = cmsis_nn.kernels_for(board.kernels, kernels)
+    figures, how = _core_figures(board.core, kernels, sizes)
     op_names = [op.name for op in ir.ops]
     arena = arena_with_margin(arena_bytes)
     flash = {"model": ir.size_bytes}
@@ -142,9 +180,10 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
                      f"firmware harness, {HARNESS_FLASH:,} B (measured in an mps2_an386 build)")
         check = figures.get("combination", {}).get("kws")
         notes.append(f"code size {how}" + (f"; ops estimate {check['estimate_error_percent']:+} % against "
-                                           "the kws op set linked together" if check else ""))
+                                           "the kws op set linked together" if check else "")
+                     + _build_check(sizes, board.core, kernels))
         if board.kernels == "cmsis-nn":
-            notes.append("kernels: the board builds CMSIS-NN; sizes are of the reference kernels")
+            notes.append(_kernels_note(kernels))
     else:
         notes.append(how)
     framework = board.platformio.framework
@@ -161,22 +200,25 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
         notes.append("arena placed in PSRAM: counted against psram_bytes")
     else:
         ram["arena"] = arena
-    return FitRow(board=board.name, core=board.core, flash_needed=sum(flash.values()),
+    return FitRow(board=board.name, core=board.core, kernels=kernels, flash_needed=sum(flash.values()),
                   flash_limit=board.flash_bytes, ram_needed=sum(ram.values()), ram_limit=board.ram_bytes,
                   psram_needed=psram, psram_limit=board.psram_bytes, flash_parts=flash, ram_parts=ram,
                   notes=tuple(notes))
 
 
 def fit(ir: ModelIR, arena_bytes: int, boards: Iterable[Board], sizes: dict | None = None,
-        arena_source: str = HOST_ARENA) -> list[FitRow]:
+        arena_source: str = HOST_ARENA, kernels: str | None = None) -> list[FitRow]:
     """One row per board: flash and RAM needed against its limits. ``arena_bytes`` is the measured
     arena without margin (``oracle.measure_arena(...).min_bytes``, or a 32-bit figure with
     ``arena_source`` saying where it comes from); ``sizes`` defaults to the committed code-size
-    table."""
+    table. ``kernels`` (generate's --kernels) applies to the boards that can take it; with one board
+    that cannot, it is an error, as for generate."""
     if arena_bytes < 0:
         raise TfgenError(f"arena of {arena_bytes} bytes: expected a size >= 0", "measure it with tfgen inspect")
     sizes = sizes if sizes is not None else load_table()
-    return [fit_board(ir, arena_bytes, b, sizes, arena_source) for b in boards]
+    boards = list(boards)
+    return [fit_board(ir, arena_bytes, b, sizes, arena_source,
+                      kernels if len(boards) == 1 or b.kernels == "cmsis-nn" else None) for b in boards]
 
 
 def _k(n: int) -> str:
@@ -197,18 +239,19 @@ def format_fit_table(rows: list[FitRow]) -> str:
                 notes.append(n)
             refs.append(str(notes.index(n) + 1))
         psram = f"{_k(r.psram_needed)} / {_k(r.psram_limit)}" if r.psram_needed else "-"
-        body.append([r.board, r.core, _k(r.flash_needed), _k(r.flash_limit), f"{r.flash_headroom_percent:.1f}%",
-                     _k(r.ram_needed), _k(r.ram_limit), f"{r.ram_headroom_percent:.1f}%", psram,
+        body.append([r.board, r.core, r.kernels, _k(r.flash_needed), _k(r.flash_limit),
+                     f"{r.flash_headroom_percent:.1f}%", _k(r.ram_needed), _k(r.ram_limit),
+                     f"{r.ram_headroom_percent:.1f}%", psram,
                      "yes" if r.fits else "NO", ",".join(refs) or "-"])
-    text = table(["board", "core", "flash needed", "flash", "headroom", "RAM needed", "RAM", "headroom",
-                  "PSRAM needed / PSRAM", "fits", "notes"], body, right={2, 3, 4, 5, 6, 7})
+    text = table(["board", "core", "kernels", "flash needed", "flash", "headroom", "RAM needed", "RAM",
+                  "headroom", "PSRAM needed / PSRAM", "fits", "notes"], body, right={3, 4, 5, 6, 7, 8})
     return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
                      + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
 
 
 def fit_to_dict(rows: list[FitRow]) -> dict:
     return {"boards": [{
-        "board": r.board, "core": r.core, "fits": r.fits, "verdict": r.verdict(),
+        "board": r.board, "core": r.core, "kernels": r.kernels, "fits": r.fits, "verdict": r.verdict(),
         "flash": {"needed": r.flash_needed, "limit": r.flash_limit,
                   "headroom_percent": r.flash_headroom_percent, "parts": dict(r.flash_parts)},
         "ram": {"needed": r.ram_needed, "limit": r.ram_limit, "headroom_percent": r.ram_headroom_percent,

@@ -2,7 +2,8 @@
 
 The verdicts asserted here follow from the numbers: ad01_int8 is 277 kB of weights, so it fits every
 built-in board (the smallest, nucleo_f446re, has 512 KiB of flash) and is refused by a 256 KiB-flash
-board; kws_ref_model needs ~25 KiB of arena and fits everywhere.
+board; kws_ref_model needs ~25 KiB of arena and fits everywhere. The boards whose kernels are
+cmsis-nn are estimated with CMSIS-NN's code sizes, unless --kernels reference.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import model
 
-from codegen import code_size, oracle
+from codegen import cmsis_nn, code_size, oracle
 from codegen.boards import get_board, load_boards
 from codegen.errors import TfgenError
 from codegen.fit import (HARNESS_FLASH, STACK_BYTES, fit, fit_board, fit_to_dict,
@@ -27,6 +28,11 @@ from codegen.tflm_ops import load_op_set
 
 SIZES = code_size.load_table()
 ARM_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
+CMSIS = SIZES["cmsis-nn"]["cores"]
+# Flash of real `tfgen build MODEL --board mps2_an386` images with CMSIS-NN (bench/RESULTS.md, the
+# cmsis-nn rows), and how far above it fit's estimate may be.
+REAL_CMSIS_NN_FLASH = {"kws_ref_model": 166476, "ad01_int8": 336624, "hello_world_int8": 62400}
+CMSIS_NN_TOLERANCE = 0.10
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +89,12 @@ def test_real_models_on_builtin_boards(measured, name):
         assert r.method
 
 
-def test_ad01_flash_is_the_model_plus_measured_code(measured):
+@pytest.mark.parametrize("kernels, m4", [("cmsis-nn", CMSIS["cortex-m4f"]),
+                                        ("reference", SIZES["cores"]["cortex-m4f"])])
+def test_ad01_flash_is_the_model_plus_measured_code(measured, kernels, m4):
     ir, arena = measured("ad01_int8")
-    row = fit(ir, arena, [get_board("nucleo_f446re")])[0]
-    m4 = SIZES["cores"]["cortex-m4f"]
+    row = fit(ir, arena, [get_board("nucleo_f446re")], kernels=None if kernels == "cmsis-nn" else kernels)[0]
+    assert row.kernels == kernels
     assert row.flash_needed == (276976 + m4["runtime_flash"] + m4["ops"]["FULLY_CONNECTED"]
                                 + HARNESS_FLASH)            # one op: its increment, nothing shared
     assert row.ram_parts["arena"] == arena_with_margin(arena)
@@ -161,12 +169,102 @@ def test_unmeasured_cortex_m_core_takes_the_largest_measured_figure(measured):
     assert "not measured for cortex-m33" in row.method
 
 
-def test_op_without_code_size_is_an_error(measured):
+@pytest.mark.parametrize("kernels, section", [(None, "cmsis-nn"), ("reference", None)])
+def test_op_without_code_size_is_an_error(measured, kernels, section):
     ir, arena = measured("kws_ref_model")
     sizes = json.loads(json.dumps(SIZES))
-    del sizes["cores"]["cortex-m4f"]["ops"]["SOFTMAX"]
+    del (sizes[section] if section else sizes)["cores"]["cortex-m4f"]["ops"]["SOFTMAX"]
     with pytest.raises(TfgenError, match="SOFTMAX"):
-        fit(ir, arena, [get_board("nucleo_f446re")], sizes)
+        fit(ir, arena, [get_board("nucleo_f446re")], sizes, kernels=kernels)
+
+
+def test_table_without_cmsis_nn_figures_is_an_error_for_cmsis_nn_boards(measured):
+    ir, arena = measured("kws_ref_model")
+    sizes = {k: v for k, v in SIZES.items() if k != "cmsis-nn"}
+    with pytest.raises(TfgenError, match="no CMSIS-NN figures"):
+        fit(ir, arena, [get_board("mps2_an386")], sizes)
+    assert fit(ir, arena, [get_board("mps2_an386")], sizes, kernels="reference")[0].fits
+
+
+# --- kernels: CMSIS-NN on the boards whose kernels are cmsis-nn ------------------------------------
+
+def _kws_rows(measured, boards, kernels=None):
+    ir, arena = measured("kws_ref_model")
+    return fit(ir, arena, [get_board(b) for b in boards], kernels=kernels)
+
+
+def test_cmsis_nn_boards_are_estimated_with_cmsis_nn_and_need_more_flash(measured):
+    cmsis_boards = sorted(b.name for b in load_boards().values() if b.kernels == "cmsis-nn")
+    assert {"mps2_an386", "nucleo_f446re", "nucleo_h743zi", "disco_f746ng", "nano33ble"} <= set(cmsis_boards)
+    default = _kws_rows(measured, cmsis_boards)
+    reference = _kws_rows(measured, cmsis_boards, "reference")
+    for d, r in zip(default, reference):
+        assert (d.kernels, r.kernels) == ("cmsis-nn", "reference")
+        assert d.flash_needed > r.flash_needed, d.board
+        assert d.flash_parts["ops"] == code_size.ops_flash(CMSIS[d.core], list(code_size.KWS_OPS))
+        assert "CMSIS-NN kernels" in d.method and "reference kernels" in r.method
+        assert d.ram_needed >= r.ram_needed
+
+
+@pytest.mark.parametrize("name", sorted(REAL_CMSIS_NN_FLASH))
+def test_cmsis_nn_estimate_is_within_tolerance_of_the_real_mps2_an386_image(measured, name):
+    """The real images (bench/RESULTS.md) are at or below fit's estimate, and at most 10 % below it."""
+    ir, arena = measured(name)
+    row = fit(ir, arena, [get_board("mps2_an386")])[0]
+    real = REAL_CMSIS_NN_FLASH[name]
+    assert SIZES["notes"]["checked_against_builds"]["cores"]["cortex-m4f"]["cmsis-nn"][name]["real"] == real
+    print(f"{name}: CMSIS-NN flash real {real:,} estimated {row.flash_needed:,} "
+          f"({100 * (row.flash_needed - real) / real:+.1f} %)")
+    assert row.kernels == "cmsis-nn"
+    assert real <= row.flash_needed <= (1 + CMSIS_NN_TOLERANCE) * real
+
+
+def test_kernels_reference_gives_the_reference_figure(measured):
+    ir, arena = measured("kws_ref_model")
+    row = fit(ir, arena, [get_board("mps2_an386")], kernels="reference")[0]
+    m4 = SIZES["cores"]["cortex-m4f"]
+    assert row.kernels == "reference"
+    assert row.flash_needed == (ir.size_bytes + m4["runtime_flash"] + HARNESS_FLASH
+                                + code_size.ops_flash(m4, list(code_size.KWS_OPS)))
+    assert row.flash_needed == 136002           # the figure fit gave before it knew CMSIS-NN
+
+
+def test_cortex_m0plus_is_unchanged_and_refuses_cmsis_nn_on_its_own(measured):
+    ir, arena = measured("kws_ref_model")
+    pico = get_board("pico")
+    m0 = SIZES["cores"]["cortex-m0plus"]
+    rows = [_row(fit(ir, arena, load_boards().values(), kernels=k), "pico")
+            for k in (None, "reference", "cmsis-nn")]
+    assert all(r == rows[0] for r in rows)
+    assert rows[0].kernels == "reference"
+    assert rows[0].flash_needed == (ir.size_bytes + m0["runtime_flash"] + HARNESS_FLASH
+                                    + code_size.ops_flash(m0, list(code_size.KWS_OPS)))
+    with pytest.raises(TfgenError, match="--kernels cmsis-nn: this board's kernels are reference"):
+        fit(ir, arena, [pico], kernels="cmsis-nn")
+
+
+def test_kernels_leaves_xtensa_alone(measured):
+    rows = [_kws_rows(measured, ["esp32"], k)[0] for k in (None, "reference")]
+    assert rows[0] == rows[1] and rows[0].kernels == "esp-nn"
+    with pytest.raises(TfgenError, match="--kernels cmsis-nn"):
+        _kws_rows(measured, ["esp32"], "cmsis-nn")
+
+
+def test_recorded_build_checks_are_what_fit_estimates(measured):
+    """code_size.json's notes record fit's estimate against real builds; they are today's estimates."""
+    checked = SIZES["notes"]["checked_against_builds"]
+    board = get_board(checked["board"])
+    for core, by_kernels in checked["cores"].items():
+        assert core == board.core
+        for kernels, builds in by_kernels.items():
+            for name, b in builds.items():
+                ir, arena = measured(name)
+                row = fit(ir, arena, [board], kernels=kernels)[0]
+                assert row.flash_needed == b["estimated"], (kernels, name)
+                assert b["real"] <= b["estimated"] <= 1.10 * b["real"], (kernels, name)
+                assert b["error_percent"] == round(100 * (b["estimated"] - b["real"]) / b["real"], 1)
+    row = fit(*measured("kws_ref_model"), [board])[0]
+    assert "against real mps2_an386 builds: " in row.method
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -179,8 +277,10 @@ def test_table_and_dict(measured):
     for r in rows:
         assert r.board in text
     assert "NO" in text and "[1]" in text
+    assert " kernels " in text.splitlines()[0] and "cmsis-nn" in text and "esp-nn" in text
     data = json.loads(json.dumps(fit_to_dict(rows)))
     assert [b["board"] for b in data["boards"]] == [r.board for r in rows]
+    assert {b["board"]: b["kernels"] for b in data["boards"]}["nucleo_f446re"] == "cmsis-nn"
     assert data["boards"][-1]["fits"] is False
     assert data["arena_margin_percent"] == 5
 
@@ -201,15 +301,30 @@ def test_code_size_table_says_how_it_was_made():
     assert SIZES["compiler"].startswith("arm-none-eabi-g++")
     assert SIZES["cores"]["xtensa"]["estimated_from"] == "cortex-m4f"
     assert "not_applicable" in SIZES["cores"]["host"]
+    assert cmsis_nn.PINNED_CMSIS_NN_COMMIT[:12] in SIZES["cmsis-nn"]["kernels"]
+    assert sorted(CMSIS) == sorted(code_size.CMSIS_NN_CORES)
+
+
+@pytest.mark.parametrize("core", code_size.CMSIS_NN_CORES)
+def test_cmsis_nn_figures_cover_every_op_and_differ_only_where_a_wrapper_is(core):
+    entry, reference = CMSIS[core], SIZES["cores"][core]
+    assert sorted(entry["ops"]) == sorted(reference["ops"])
+    assert entry["runtime_flash"] == reference["runtime_flash"]
+    wrapped = set(SIZES["cmsis-nn"]["wrapped_ops"])
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX", "AVERAGE_POOL_2D"} <= wrapped
+    changed = {op for op in entry["ops"] if entry["ops"][op] != reference["ops"][op]}
+    assert changed <= wrapped, sorted(changed - wrapped)
+    for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        assert entry["ops"][op] > reference["ops"][op], op
 
 
 
-@pytest.mark.parametrize("core", ARM_CORES)
+@pytest.mark.parametrize("core, entry", [*((c, SIZES["cores"][c]) for c in ARM_CORES),
+                                         *((f"{c} cmsis-nn", e) for c, e in CMSIS.items())])
 @pytest.mark.parametrize("combination", ["kws", "all"])
-def test_shared_helpers_counted_once_stay_an_upper_bound(core, combination):
+def test_shared_helpers_counted_once_stay_an_upper_bound(core, entry, combination):
     """Linked together, ops need less than the sum of their increments; ops_flash, which counts shared
     helpers once, lies between the real size and that sum, and within 25 % of the real size."""
-    entry = SIZES["cores"][core]
     check = entry["combination"][combination]
     ops = list(code_size.KWS_OPS) if combination == "kws" else sorted(entry["ops"])
     assert code_size.ops_flash(entry, ops) == check["estimate"]
@@ -224,51 +339,111 @@ def test_one_op_costs_its_increment(op):
     assert code_size.ops_flash(entry, [op, op]) == entry["ops"][op]
 
 
+def test_update_replaces_what_was_measured_and_keeps_the_rest():
+    old = json.loads(json.dumps(SIZES))
+    new = {**{k: old[k] for k in ("tflm", "compiler", "method", "kernels")},
+           "flags": {**old["flags"], "per_core": {"cortex-m7": "-mcpu=cortex-m7"}}, "cores": {},
+           "cmsis-nn": {**old["cmsis-nn"], "cores": {"cortex-m7": {"runtime_flash": 1}}}}
+    merged = code_size.merge(old, new)
+    assert merged["cmsis-nn"]["cores"] == {"cortex-m4f": CMSIS["cortex-m4f"],
+                                           "cortex-m7": {"runtime_flash": 1}}
+    assert merged["cores"] == SIZES["cores"] and merged["notes"] == SIZES["notes"]
+    assert merged["flags"]["per_core"]["cortex-m7"] == "-mcpu=cortex-m7"
+    with pytest.raises(TfgenError, match="compiler"):
+        code_size.merge(old, {**new, "compiler": "arm-none-eabi-g++ 99"})
+    with pytest.raises(TfgenError, match="other flags"):
+        code_size.merge(old, {**new, "flags": {**new["flags"], "kernel_sources": "-O3"}})
+
+
+def test_fit_cli_kernels(tmp_path):
+    from conftest import run_tfgen
+    r = run_tfgen("fit", model("kws_ref_model"), "--board", "mps2_an386", "--kernels", "reference", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)["boards"][0]
+    assert row["kernels"] == "reference" and row["flash"]["needed"] == 136002
+    r = run_tfgen("fit", model("kws_ref_model"))
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("mps2_an386")]
+    assert rows and " cmsis-nn " in rows[0], r.stdout
+    r = run_tfgen("fit", model("kws_ref_model"), "--board", "pico", "--kernels", "cmsis-nn")
+    assert r.returncode == 2 and "--kernels cmsis-nn: this board's kernels are reference" in r.stderr
+    assert "--cmsis-nn-dir" not in run_tfgen("fit", "--help").stdout
+
+
 # --- the link test, on a TFLM tree ----------------------------------------------------------------
 
-def needs_cortex_m():
+def needs_cortex_m(kernels: str = "reference"):
     if not os.environ.get(ENV_VAR):
         pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
     if shutil.which(code_size.CXX) is None:
         pytest.skip(f"needs {code_size.CXX} (Debian package gcc-arm-none-eabi)")
+    if kernels == "cmsis-nn" and not os.environ.get(cmsis_nn.ENV_VAR):
+        pytest.skip(f"needs a CMSIS-NN setup: set {cmsis_nn.ENV_VAR}")
+
+
+def _kernel_set(kernels: str) -> code_size.KernelSet:
+    if kernels == "reference":
+        return code_size.REFERENCE
+    return code_size.KernelSet(cmsis_nn.open_dir(Path(os.environ[cmsis_nn.ENV_VAR])))
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
 @pytest.mark.parametrize("name", ["ad01_int8", "kws_ref_model", "hello_world_int8"])
-def test_estimate_bounds_a_real_cortex_m4f_build(measured, tmp_path, name):
-    """`tfgen build --board mps2_an386` links the real firmware: fit's flash is at or above it and
-    within 10 %; its static RAM (no stack) is at or above the image's."""
-    needs_cortex_m()
+def test_estimate_bounds_a_real_cortex_m4f_build(measured, tmp_path, name, kernels):
+    """`tfgen build --board mps2_an386` links the real firmware: fit's flash with the same kernels is
+    at or above it and within 10 %; its static RAM (no stack) is at or above the image's."""
+    needs_cortex_m(kernels)
     from conftest import run_tfgen
-    # fit's table measures TFLM's reference kernels (CMSIS-NN's sizes are not in it yet)
     r = run_tfgen("build", model(name), "--board", "mps2_an386", "-o", tmp_path / "p", "--json",
-                  "--kernels", "reference")
+                  "--kernels", kernels)
     assert r.returncode == 0, r.stderr
     real = {m["region"]: m["used"] for m in json.loads(r.stdout)["memory"]}
     ir, arena = measured(name)
-    row = fit(ir, arena, [get_board("mps2_an386")])[0]
-    print(f"{name}: flash real {real['flash']:,} estimated {row.flash_needed:,}; "
+    row = fit(ir, arena, [get_board("mps2_an386")], kernels=kernels)[0]
+    print(f"{name} ({kernels}): flash real {real['flash']:,} estimated {row.flash_needed:,}; "
           f"RAM real {real['RAM']:,} estimated {row.ram_needed - STACK_BYTES:,} + stack")
     assert real["flash"] <= row.flash_needed <= 1.10 * real["flash"]
     assert real["RAM"] <= row.ram_needed - STACK_BYTES
 
 
-
-def test_kws_ops_link_from_the_selected_kernels_and_match_the_table(tmp_path):
-    """Compile the core and the kws ops' selected kernels for Cortex-M4F, link the kws program: the
-    selection is complete, and with the same compiler the size is the committed one."""
-    needs_cortex_m()
+def test_cmsis_nn_kernel_set_links_what_a_project_carries():
+    """The wrapper in place of the reference file, the helpers kept, the library sources it reaches."""
+    needs_cortex_m("cmsis-nn")
     from codegen.tflm_tree import kernel_sources, open_tree
     tree = open_tree(Path(os.environ["TFGEN_TFLM_DIR"]))
-    kernels = kernel_sources(tree, list(code_size.KWS_OPS))
-    objects, failed = code_size.compile_tree(tree, "cortex-m4f", tmp_path / "obj", 2, kernels)
+    kernel_set = _kernel_set("cmsis-nn")
+    files = kernel_set.files(tree, ["CONV_2D"])
+    assert f"{cmsis_nn.WRAPPERS_DIR}/conv.cc" in files and f"{cmsis_nn.KERNELS_DIR}/conv.cc" not in files
+    assert f"{cmsis_nn.KERNELS_DIR}/conv_common.cc" in files
+    library = sorted(f.removeprefix(cmsis_nn.LIB_DEST + "/") for f in files
+                     if f.startswith(cmsis_nn.LIB_DEST + "/"))
+    assert library == sorted(cmsis_nn.load_table()["conv.cc"])
+    assert all(kernel_set.path(tree, f).is_file() for f in files)
+    assert kernel_set.files(tree, ["RESHAPE"]) == kernel_sources(tree, ["RESHAPE"])
+    assert "-DCMSIS_NN" in kernel_set.flags() and code_size.REFERENCE.flags() == ()
+
+
+@pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
+def test_kws_ops_link_from_the_selected_kernels_and_match_the_table(tmp_path, kernels):
+    """Compile the core and the kws ops' selected kernels (reference, or CMSIS-NN's selection) for
+    Cortex-M4F, link the kws program: the selection is complete, and with the same compiler the size
+    is the committed one."""
+    needs_cortex_m(kernels)
+    from codegen.tflm_tree import open_tree
+    tree = open_tree(Path(os.environ["TFGEN_TFLM_DIR"]))
+    kernel_set = _kernel_set(kernels)
+    entry = CMSIS["cortex-m4f"] if kernels == "cmsis-nn" else SIZES["cores"]["cortex-m4f"]
+    files = kernel_set.files(tree, list(code_size.KWS_OPS))
+    objects, failed = code_size.compile_tree(tree, "cortex-m4f", tmp_path / "obj", 2, files, kernel_set)
     assert not failed
     methods = [load_op_set().method_for(op) for op in code_size.KWS_OPS]
-    sizes = code_size.link_program(tree, "cortex-m4f", objects, kernels, methods, len(methods),
-                                   tmp_path, "kws")
-    base = code_size.link_program(tree, "cortex-m4f", objects, [], [], 1, tmp_path, "baseline")
-    check = SIZES["cores"]["cortex-m4f"]["combination"]["kws"]
+    sizes = code_size.link_program(tree, "cortex-m4f", objects, files, methods, len(methods),
+                                   tmp_path, "kws", kernel_set.flags())
+    base = code_size.link_program(tree, "cortex-m4f", objects, [], [], 1, tmp_path, "baseline",
+                                  kernel_set.flags())
+    check = entry["combination"]["kws"]
     if code_size.compiler_version() == SIZES["compiler"]:
-        assert base.flash == SIZES["cores"]["cortex-m4f"]["runtime_flash"]
+        assert base.flash == entry["runtime_flash"]
         assert sizes.flash - base.flash == check["measured"]
     assert sizes.flash - base.flash <= check["estimate"]
