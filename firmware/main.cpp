@@ -5,7 +5,6 @@
 // vectors and report (tfgen_replay.h); main() returns non-zero if anything failed.
 // Otherwise: an example of feeding sensor data to the model. Replace read_sensor() with your own
 // code; the rest shows the quantize -> invoke -> dequantize round.
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 
@@ -39,11 +38,12 @@ std::uint32_t g_frame = 0;
 
 // Replace with your sensor. Writes ``count`` float values of input ``input``, starting at value
 // ``first`` of the current frame (the input tensor in row-major order), in the units the model was
-// trained on. This stand-in produces a slow sine wave.
+// trained on. This stand-in produces a slow triangle wave between -1 and 1 (no libm: a real sensor
+// driver brings its own code, the example should not add any).
 void read_sensor(int input, std::size_t first, float* values, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
-    const float t = 0.05f * static_cast<float>(g_frame + first + i) + static_cast<float>(input);
-    values[i] = std::sin(t);
+    const std::size_t phase = (g_frame + first + i + 16u * static_cast<std::size_t>(input)) % 64u;
+    values[i] = static_cast<float>(phase < 32u ? phase : 64u - phase) / 16.0f - 1.0f;
   }
 }
 
@@ -55,14 +55,20 @@ std::size_t Elements(const tfgen_model::TensorInfo& info) {
   return n;
 }
 
-// "-1.2345": newlib-nano's printf has no %f.
+// "-1.2345": newlib-nano's printf has no %f. Magnitudes beyond 200,000 print as 200000.0000 (the
+// scaled value stays within a 32-bit unsigned long); NaN prints as "nan". Single-precision only: no
+// double arithmetic (software-emulated on an M4F) in the image.
 void PrintFixed(float value) {
-  const float limit = 2.0e9f;
-  const float clamped = value > limit ? limit : (value < -limit ? -limit : value);
-  const long scaled = std::lround(static_cast<double>(clamped) * 10000.0);
-  const unsigned long magnitude = static_cast<unsigned long>(scaled < 0 ? -scaled : scaled);
-  tfgen::platform::Printf("%s%lu.%04lu", scaled < 0 ? "-" : "", magnitude / 10000,
-                          magnitude % 10000);
+  if (value != value) {
+    tfgen::platform::Print("nan");
+    return;
+  }
+  const float limit = 2.0e5f;
+  const bool negative = value < 0.0f;
+  const float magnitude = negative ? -value : value;
+  const unsigned long scaled =
+      static_cast<unsigned long>((magnitude > limit ? limit : magnitude) * 10000.0f + 0.5f);
+  tfgen::platform::Printf("%s%lu.%04lu", negative ? "-" : "", scaled / 10000, scaled % 10000);
 }
 
 int Start() {
