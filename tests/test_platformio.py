@@ -1,18 +1,24 @@
-"""The generated `sim` environment, built by real PlatformIO (`pio run -e sim`) offline, and its replay
-compared byte for byte with the oracle's test vectors.
+"""Generated environments built by real PlatformIO offline, and their replay compared byte for byte with
+the oracle's test vectors: `sim` (`pio run -e sim`, run on the host) and `qemu` (`pio run -e qemu`, the
+firmware run in qemu-system-arm -M mps2-an386 as `tfgen verify` runs it).
 
-Offline, PlatformIO lacks two things, which the test supplies in a PlatformIO home of its own
+Offline, PlatformIO lacks packages, which the tests supply in a PlatformIO home of their own
 (PLATFORMIO_CORE_DIR under tmp_path; ~/.platformio is not touched):
 - its `tool-scons` package: seeded from the `scons` Python package (the version PlatformIO requires),
   laid out as PlatformIO's package is (scons.py next to SCons/);
 - the `native` platform: a stub that does what platform-native's builder/main.py does for a build
-  (the host's gcc/g++, PlatformIO's standard BuildProgram), installed with `pio pkg install -p`.
+  (the host's gcc/g++, PlatformIO's standard BuildProgram), installed with `pio pkg install -p`;
+- the `ststm32` platform: the real one, from an unpacked platform-ststm32 that TFGEN_PIO_STSTM32_DIR
+  names (PlatformIO would download it from GitHub), installed with `pio pkg install -p`;
+- its `toolchain-gccarmnoneeabi` package: seeded from the system's arm-none-eabi-gcc (symlinks in
+  bin/), under the version the generated platformio.ini pins (the real package is another build of GCC).
 The generated platformio.ini is used as it is.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,12 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from codegen import replay, vectors
+from codegen import replay, vectors, verify
+from codegen.cmsis_nn import ENV_VAR as CMSIS_NN_ENV_VAR
 from codegen.tflm_tree import ENV_VAR
 from conftest import model, run_tfgen
 
 pytestmark = pytest.mark.slow
 VECTORS = 5
+STSTM32_ENV_VAR = "TFGEN_PIO_STSTM32_DIR"
 
 NATIVE_PLATFORM_JSON = {"name": "native", "title": "Native (tfgen test stub)", "version": "1.2.1",
                         "engines": {"platformio": "^6"}}
@@ -72,23 +80,58 @@ def _seed_tool_scons(core: Path) -> None:
         "owner": "platformio", "id": None, "name": "tool-scons", "requirements": None, "uri": None}}))
 
 
+def _pio_home(root: Path) -> dict:
+    """A PlatformIO home of its own under ``root`` with tool-scons seeded; the environment to run pio in."""
+    core = root / "core"
+    _seed_tool_scons(core)
+    return {**os.environ, "PLATFORMIO_CORE_DIR": str(core), "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No",
+            "PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL": "9999"}
+
+
+def _install_platform(pio: str, env: dict, folder: Path) -> None:
+    """`pio pkg install -p FOLDER`, without the platform's packages (each test seeds those it needs)."""
+    r = subprocess.run([pio, "pkg", "install", "-g", "--skip-dependencies", "-p", folder], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def _seed_toolchain_gccarmnoneeabi(env: dict, project: Path) -> None:
+    """PlatformIO's toolchain-gccarmnoneeabi, from the system's arm-none-eabi-gcc, under the version the
+    project's `qemu` environment pins (platform_packages), so PlatformIO finds it installed."""
+    from platformio.package.meta import PackageSpec
+    from platformio.project.config import ProjectConfig
+    import semantic_version
+    pinned = [PackageSpec(p) for p in ProjectConfig(project / "platformio.ini").get("env:qemu", "platform_packages")]
+    spec = next(p for p in pinned if p.name == "toolchain-gccarmnoneeabi")
+    version = re.search(r"\d+\.\d+\.\d+", str(spec.requirements)).group(0)
+    assert semantic_version.Version(version) in spec.requirements, spec
+    pkg = Path(env["PLATFORMIO_CORE_DIR"]) / "packages" / "toolchain-gccarmnoneeabi"
+    if (pkg / "package.json").is_file() and json.loads((pkg / "package.json").read_text())["version"] == version:
+        return
+    (pkg / "bin").mkdir(parents=True)
+    for tool in sorted(Path(shutil.which("arm-none-eabi-gcc")).parent.glob("arm-none-eabi-*")):
+        (pkg / "bin" / tool.name).symlink_to(tool)
+    (pkg / "package.json").write_text(json.dumps({"name": spec.name, "version": version}))
+    (pkg / ".piopm").write_text(json.dumps({"type": "tool", "name": spec.name, "version": version, "spec": {
+        "owner": spec.owner, "id": None, "name": spec.name, "requirements": None, "uri": None}}))
+
+
+def _expected_outputs(vs: vectors.VectorSet) -> dict:
+    return {(v, o): vs.output_data[o][v].tobytes() for v in range(vs.count) for o in range(len(vs.outputs))}
+
+
 def test_the_sim_environment_builds_with_platformio_and_replays_the_vectors(tmp_path):
     if not os.environ.get(ENV_VAR):
         pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
     if not shutil.which("g++"):
         pytest.skip("needs g++ for PlatformIO's native platform")
     pio = _pio()
-    core = tmp_path / "core"
-    _seed_tool_scons(core)
-    env = {**os.environ, "PLATFORMIO_CORE_DIR": str(core), "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No",
-           "PLATFORMIO_SETTING_CHECK_PLATFORMIO_INTERVAL": "9999"}
+    env = _pio_home(tmp_path)
     platform = tmp_path / "platform-native"
     (platform / "builder").mkdir(parents=True)
     (platform / "platform.json").write_text(json.dumps(NATIVE_PLATFORM_JSON))
     (platform / "builder" / "main.py").write_text(NATIVE_BUILDER)
-    r = subprocess.run([pio, "pkg", "install", "-g", "-p", platform], capture_output=True, text=True,
-                       timeout=300, env=env)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    _install_platform(pio, env, platform)
 
     tfgv, project = tmp_path / "hw.tfgv", tmp_path / "hw"
     r = run_tfgen("reference", model("hello_world_int8"), "--vectors", VECTORS, "-o", tfgv, "--no-crosscheck")
@@ -107,5 +150,54 @@ def test_the_sim_environment_builds_with_platformio_and_replays_the_vectors(tmp_
     assert (run.returncode, log.result, log.errors) == (0, "pass", ()), run.stdout + run.stderr
     comparison = replay.compare(vs, log)
     assert comparison.ok and comparison.bytes_compared == VECTORS * vs.outputs[0].nbytes
-    expected = {(v, o): vs.output_data[o][v].tobytes() for v in range(vs.count) for o in range(len(vs.outputs))}
-    assert log.outputs == expected
+    assert log.outputs == _expected_outputs(vs)
+
+
+@pytest.fixture(scope="module")
+def stm32_home(tmp_path_factory):
+    """pio and its environment, with the ststm32 platform installed from TFGEN_PIO_STSTM32_DIR."""
+    folder = os.environ.get(STSTM32_ENV_VAR)
+    if not folder or not (Path(folder) / "platform.json").is_file():
+        pytest.skip(f"needs an unpacked platform-ststm32 (v19.6.0) in {STSTM32_ENV_VAR}: PlatformIO would "
+                    "download it from GitHub, which CI cannot reach")
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
+        if not shutil.which(tool):
+            pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                        "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+    pio = _pio()
+    env = _pio_home(tmp_path_factory.mktemp("pio-stm32"))
+    _install_platform(pio, env, Path(folder))
+    return pio, env
+
+
+@pytest.mark.parametrize("kernels", ["cmsis-nn", "reference"])
+def test_the_qemu_environment_builds_with_platformio_and_replays_the_vectors_in_qemu(tmp_path, request, kernels):
+    if not os.environ.get(ENV_VAR):
+        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
+    if kernels == "cmsis-nn" and not os.environ.get(CMSIS_NN_ENV_VAR):
+        pytest.skip(f"needs a CMSIS-NN setup: set {CMSIS_NN_ENV_VAR} (README: CMSIS-NN)")
+    pio, env = request.getfixturevalue("stm32_home")
+    tfgv, project = tmp_path / "hw.tfgv", tmp_path / "hw"
+    r = run_tfgen("reference", model("hello_world_int8"), "--vectors", VECTORS, "-o", tfgv, "--no-crosscheck")
+    assert r.returncode == 0, r.stderr
+    r = run_tfgen("generate", model("hello_world_int8"), "--board", "mps2_an386", "-o", project, "--vectors", tfgv,
+                  "--kernels", kernels)
+    assert r.returncode == 0, r.stderr
+    _seed_toolchain_gccarmnoneeabi(env, project)
+
+    start = time.monotonic()
+    r = subprocess.run([pio, "run", "-e", "qemu", "-d", project], capture_output=True, text=True,
+                       timeout=1800, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    print(f"\npio run -e qemu ({kernels}): {time.monotonic() - start:.1f} s")
+    build = project / ".pio" / "build" / "qemu"
+    vs = vectors.read(tfgv)
+    # In QEMU as `tfgen verify` runs firmware: the ELF, and firmware.bin, which `-t upload` gives QEMU.
+    for image in (build / "firmware.elf", build / "firmware.bin"):
+        run = verify._run("mps2_an386", image)
+        log = replay.parse(run.stdout)
+        assert (run.returncode, log.result, log.errors) == (0, "pass", ()), run.stdout + run.stderr
+        comparison = replay.compare(vs, log)
+        assert comparison.ok and comparison.bytes_compared == VECTORS * vs.outputs[0].nbytes
+        assert log.outputs == _expected_outputs(vs)
+    assert (build / "firmware.bin").stat().st_size < 4 << 20      # one block from 0x0, within the code SSRAM

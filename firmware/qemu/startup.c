@@ -1,17 +1,20 @@
 /* Start-up code for QEMU's mps2-an386 (Cortex-M4F), used by the `qemu` environment only.
  *
- * QEMU loads the ELF directly (code at 0x0, data in RAM at 0x20000000), so .data needs no copy;
- * this zeroes .bss, enables the FPU, opens the semihosting console (newlib's librdimon), runs
- * C++ constructors and main(), and leaves QEMU through semihosting's exit with main's status. */
+ * The image is code at 0x0 followed by .data's initial values (mps2_an386.ld); this copies .data to
+ * RAM at 0x20000000, zeroes .bss, enables the FPU, opens the semihosting console (newlib's
+ * librdimon), runs C++ constructors and main(), and leaves QEMU through semihosting's exit with
+ * main's status. */
 #include <stdint.h>
 #include <stdlib.h>
 
-extern uint32_t __bss_start__, __bss_end__, __stack_top;
+extern uint32_t __data_load__, __data_start__, __data_end__, __bss_start__, __bss_end__, __stack_top;
 extern void initialise_monitor_handles(void);
 extern void __libc_init_array(void);
 extern int main(void);
 
 void Reset_Handler(void) {
+  const uint32_t* from = &__data_load__;
+  for (uint32_t* p = &__data_start__; p < &__data_end__; ++p) *p = *from++;
   for (uint32_t* p = &__bss_start__; p < &__bss_end__; ++p) *p = 0;
   *(volatile uint32_t*)0xE000ED88u |= 0xFu << 20; /* CPACR: full access to CP10/CP11 (the FPU) */
   __asm volatile("dsb\n\tisb" ::: "memory");
