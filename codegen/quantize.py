@@ -222,9 +222,9 @@ class Candidate:
 
     def build(self, calibrated: bytes, observed: dict, per_channel: bool) -> tuple[bytes, int]:
         """The full-INT8 model, and how many layers had their bias corrected."""
-        ranges = calibration.choose_ranges(calibrated, observed, self.method,
-                                           self.percentile or calibration.DEFAULT_PERCENTILE)
-        adjusted = calibrated if self.method == "minmax" else calibration.with_ranges(calibrated, ranges)
+        adjusted = calibrated if self.method == "minmax" else calibration.with_ranges(
+            calibrated, calibration.choose_ranges(calibrated, observed, self.method,
+                                                  self.percentile or calibration.DEFAULT_PERCENTILE))
         model = calibration.quantize_calibrated(adjusted, per_channel)
         if self.bias_correction:
             return calibration.correct_bias(model, calibrated, observed)
@@ -285,8 +285,8 @@ def _auto(calibrated: bytes, observed: dict, opts: Options, scorer: _Scorer, mod
             if bar:
                 bar.step()
             model, corrected = cand.build(calibrated, observed, opts.per_channel)
-            if cand.bias_correction and corrected == 0:
-                continue                        # nothing to correct: the same model as without
+            if cand.bias_correction and corrected == 0 and opts.bias_correction is None:
+                continue                        # nothing to correct: the model without was tried
             ir = _checked(model, model_path)
             score = scorer.sqnr(ir, model)
             tried.append({"method": cand.label, "sqnr_db": score})
@@ -295,12 +295,6 @@ def _auto(calibrated: bytes, observed: dict, opts: Options, scorer: _Scorer, mod
     finally:
         if bar:
             bar.close()
-    if best is None:                            # only bias-corrected candidates, and nothing to correct
-        cand = Candidate("minmax")
-        model, corrected = cand.build(calibrated, observed, opts.per_channel)
-        ir = _checked(model, model_path)
-        best = (scorer.sqnr(ir, model), model, ir, cand, corrected)
-        tried.append({"method": cand.label, "sqnr_db": best[0]})
     score, model, ir, cand, corrected = best
     minmax = next((t["sqnr_db"] for t in tried if t["method"] == "minmax"), None)
     summary = {"chosen": cand.label, "selected_on": rows_note, "sqnr_db": score,
@@ -321,7 +315,7 @@ def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
     calib = [a[: n - held][: opts.calib_samples] for a in data]
     held_rows = [a[n - held:][:MAX_EVAL_ROWS] for a in data] if held else None
     calibrated = _calibrate(src, calib, opts)
-    needs_values = auto or opts.calibration != "minmax" or opts.bias_correction or opts.report_layers
+    needs_values = auto or opts.calibration != "minmax" or opts.bias_correction
     observed = calibration.observe(calibrated, calib) if needs_values else {}
     float_model = _float_model(src)
     if eval_path:
