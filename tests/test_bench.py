@@ -3,26 +3,20 @@ CMSIS-NN column too, when TFGEN_CMSIS_NN_DIR gives a setup)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from codegen import cmsis_nn
-from codegen.tflm_tree import ENV_VAR
+import needs
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
 def test_bench_runs_on_hello_world(tmp_path):
-    if not os.environ.get(ENV_VAR):
-        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
-    for tool in ("arm-none-eabi-g++", "qemu-system-arm"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi, qemu-system-arm)")
+    needs.cortex_m()
+    have_cmsis = needs.cmsis_nn_if_any() is not None
     out = tmp_path / "bench.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), "--models", "hello_world_int8",
                         "--no-tool-speed", "--json", str(out), "--work", str(tmp_path / "work")],
@@ -38,7 +32,7 @@ def test_bench_runs_on_hello_world(tmp_path):
     assert b["arena_constant"] == 10 * row["model_bytes"]
     assert row["peak_activations"] > 0 and t["code_bytes"] == t["flash"] - row["model_bytes"]
     c = row["cmsis_nn"]
-    if os.environ.get(cmsis_nn.ENV_VAR):
+    if have_cmsis:
         assert "hello_world_int8 cmsis-nn" in r.stdout and c["byte_exact"]
         assert c["optimized_ops"] == ["FULLY_CONNECTED"] and 0 < c["instructions"] < t["instructions"]
         assert c["arena_used"] <= c["arena_constant"] <= c["arena_used"] * 1.05 + 16

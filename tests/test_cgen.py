@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+import needs
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
@@ -139,9 +140,7 @@ def _elf_symbols(obj: Path, wanted: tuple[str, ...]) -> dict[str, dict]:
 def test_model_array_compiles_read_only_aligned_and_exact(tmp_path, name, toolchain):
     path = model(name)
     cmd = TOOLCHAINS[toolchain]
-    if not shutil.which(cmd[0]):
-        pytest.skip(f"needs {cmd[0]} (Debian package "
-                    f"{'gcc-arm-none-eabi' if cmd[0] == ARM_GXX else 'g++'})")
+    needs.tools(cmd[0])
     data = path.read_bytes()
     names = _write(tmp_path, path.stem, data, _banner(path, data))
     obj = tmp_path / "model_data.o"
@@ -163,9 +162,7 @@ def test_model_array_compiles_read_only_aligned_and_exact(tmp_path, name, toolch
 def test_header_serves_c_code_and_links_with_the_cc_object(tmp_path):
     """A C program includes the header (extern "C"), links against the g++ object and gets the
     model's bytes back, at a 16-byte aligned address."""
-    for tool in ("gcc", "g++"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool} (Debian packages gcc and g++)")
+    needs.tools("gcc", "g++")
     path = model("hello_world_int8")
     data = path.read_bytes()
     names = _write(tmp_path, path.stem, data)

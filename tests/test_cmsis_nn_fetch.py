@@ -4,7 +4,6 @@ falls back to the reference kernels with one note."""
 from __future__ import annotations
 
 import io
-import os
 import tarfile
 import time
 from pathlib import Path
@@ -15,7 +14,6 @@ from codegen import cmsis_nn, fetch
 from codegen.errors import TfgenError
 
 TFLM, LIB = cmsis_nn.ARCHIVES
-SETUP = os.environ.get(cmsis_nn.ENV_VAR)       # read before the fixture hides it
 SOURCES = {TFLM: "tflite-micro", LIB: "CMSIS-NN"}
 CONV = f"{cmsis_nn.WRAPPERS_DIR}/conv.cc"
 
@@ -40,11 +38,9 @@ def archive(dest: Path, prefix: str, files: dict[str, bytes]) -> str:
     return dest.as_uri()
 
 
-def real_files(pinned: fetch.Pinned) -> dict[str, bytes]:
-    """The files under the archive's tops, from the setup in TFGEN_CMSIS_NN_DIR."""
-    if not SETUP:
-        pytest.skip(f"needs the real sources: set {cmsis_nn.ENV_VAR} to a CMSIS-NN setup")
-    root = Path(SETUP) / SOURCES[pinned]
+def real_files(setup: Path, pinned: fetch.Pinned) -> dict[str, bytes]:
+    """The files under the archive's tops, from the real setup (the cmsis_nn_root fixture)."""
+    root = setup / SOURCES[pinned]
     files = {}
     for top in pinned.tops:
         paths = [root / top] if (root / top).is_file() else sorted(p for p in (root / top).rglob("*") if p.is_file())
@@ -85,9 +81,10 @@ def test_a_non_archive_is_refused(cache, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("tampered, path", [(TFLM, CONV), (LIB, "Source/ConvolutionFunctions/arm_convolve_s8.c")])
-def test_a_tampered_real_archive_is_refused_and_nothing_of_it_cached(cache, tmp_path, monkeypatch, tampered, path):
+def test_a_tampered_real_archive_is_refused_and_nothing_of_it_cached(cmsis_nn_root, cache, tmp_path, monkeypatch,
+                                                                     tampered, path):
     for pinned in cmsis_nn.ARCHIVES:
-        files = real_files(pinned)
+        files = real_files(cmsis_nn_root, pinned)
         if pinned is tampered:
             lines = files[path].splitlines(keepends=True)
             lines[len(lines) // 2] = b"  // one line changed\n"
@@ -100,9 +97,10 @@ def test_a_tampered_real_archive_is_refused_and_nothing_of_it_cached(cache, tmp_
     assert [p.name for p in tampered.dir.parent.iterdir()] == (["tflite-micro"] if tampered is LIB else [])
 
 
-def test_the_pinned_archives_are_downloaded_once_then_used_from_the_cache(cache, tmp_path, monkeypatch):
+def test_the_pinned_archives_are_downloaded_once_then_used_from_the_cache(cmsis_nn_root, cache, tmp_path,
+                                                                          monkeypatch):
     for pinned in cmsis_nn.ARCHIVES:
-        serve(monkeypatch, tmp_path, pinned, {**real_files(pinned), "README.md": b"not used\n",
+        serve(monkeypatch, tmp_path, pinned, {**real_files(cmsis_nn_root, pinned), "README.md": b"not used\n",
                                               "tensorflow/lite/micro/kernels/conv.cc": b"// not used\n"})
     c = cmsis_nn.resolve()
     assert c.root == (cache / cmsis_nn.CACHE_PATH).resolve() == cmsis_nn.cached_setup().resolve()

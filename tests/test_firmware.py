@@ -8,7 +8,6 @@ the contract's tfgen_model.h (tests/firmware/stubs/).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,8 @@ import pytest
 
 from codegen import hostbuild, numerics
 from codegen.resources import resource_dir
-from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS
+import needs
+from codegen.tflm_tree import INCLUDE_DIRS
 
 HERE = Path(__file__).resolve().parent / "firmware"
 FIRMWARE = resource_dir("firmware")
@@ -36,7 +36,7 @@ def _compile(cmd: list[str], cwd: Path | None = None) -> None:
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Path:
     if shutil.which(hostbuild.CXX) is None:
-        pytest.skip(f"needs {hostbuild.CXX}")
+        needs.tools(hostbuild.CXX)
     exe = tmp_path_factory.mktemp("quant") / "quant_driver"
     _compile([hostbuild.CXX, *hostbuild.COMMON_FLAGS, *hostbuild.CXX_FLAGS, *hostbuild.APP_WARNINGS,
               f"-I{FIRMWARE}", HERE / "quant_driver.cc", "-o", exe])
@@ -119,10 +119,8 @@ BRANCHES = {"host": (), "arduino": ("-DARDUINO=10819",), "esp-idf": ("-DESP_PLAT
 
 
 def _tree_includes() -> list[str]:
-    root = os.environ.get(ENV_VAR)
-    if not root:
-        pytest.skip(f"needs TFLM's headers: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
-    return [flag for d in INCLUDE_DIRS for flag in ("-isystem", str(Path(root) / d))]
+    root = needs.tflm().root
+    return [flag for d in INCLUDE_DIRS for flag in ("-isystem", str(root / d))]
 
 
 @pytest.mark.parametrize("compiler", ["host", "cortex-m4"])
@@ -132,8 +130,7 @@ def test_harness_compiles_on_every_platform_branch(tmp_path, compiler):
     if compiler == "host":
         cmd = [hostbuild.CXX, *hostbuild.COMMON_FLAGS]
     else:
-        if shutil.which(ARM_GXX) is None:
-            pytest.skip(f"needs {ARM_GXX} (apt-get install gcc-arm-none-eabi)")
+        needs.tools(ARM_GXX)
         cmd = [ARM_GXX, *ARM_FLAGS, "-DTF_LITE_STATIC_MEMORY"]
     cmd += [*hostbuild.CXX_FLAGS, *hostbuild.APP_WARNINGS, "-pedantic", f"-I{FIRMWARE}",
             f"-I{HERE / 'stubs'}", *includes]

@@ -5,13 +5,13 @@ import filecmp
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import needs
 from codegen import boards as boards_mod
 from codegen.inspection import parse_model
 from codegen.tflm_tree import ENV_VAR
@@ -28,13 +28,14 @@ TOOLS_ENV = {**os.environ, "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No",
 def tool(name: str) -> str:
     path = Path(sys.executable).parent / name
     if not path.exists():
-        pytest.skip(f"needs {name} (pip install platformio idf-component-manager)")
+        needs.lacking(f"needs {name} (pip install -e '.[test]')")
     return str(path)
 
 
 def needs_tree(board: str) -> None:
-    if board not in ESP_BOARDS and not os.environ.get(ENV_VAR):
-        pytest.skip(f"needs a TFLM tree for {board}: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
+    """Every board but the ESP ones (ESP-IDF's component brings TFLM) needs a TFLM tree."""
+    if board not in ESP_BOARDS:
+        needs.tflm()
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +180,7 @@ def test_non_esp_board_without_a_tflm_tree_says_how_to_get_one(tmp_path):
 
 @pytest.mark.parametrize("compiler", ["g++", ARM_GXX])
 def test_generated_model_array_is_exact_aligned_and_read_only(projects, tmp_path, compiler):
-    if not shutil.which(compiler):
-        pytest.skip(f"needs {compiler} (Debian package gcc-arm-none-eabi)")
+    needs.tools(compiler)
     out = projects("kws_ref_model", "esp32")
     [source] = (out / "src").glob("*_model_data.cc")
     obj = tmp_path / "m.o"
@@ -212,7 +212,7 @@ def test_esp_wiring_compiles_for_esp_idf(projects, board, tmp_path):
         f"-isystem{out / 'lib' / 'tflm' / d}" for d in (".", "third_party/flatbuffers/include",
                                                         "third_party/gemmlowp", "third_party/ruy")]
     if not (out / "lib" / "tflm").is_dir():                        # no tree given: use the tree's own
-        root = Path(os.environ[ENV_VAR])
+        root = needs.tflm().root
         includes += [f"-isystem{root / d}" for d in (".", "third_party/flatbuffers/include",
                                                      "third_party/gemmlowp", "third_party/ruy")]
     r = subprocess.run(["g++", "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-DESP_PLATFORM",

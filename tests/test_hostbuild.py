@@ -15,16 +15,18 @@ from pathlib import Path
 
 import pytest
 
+import needs
+
 from codegen import hostbuild, replay, vectors
 from codegen.errors import TfgenError
-from codegen.tflm_tree import ENV_VAR
 from conftest import model, run_tfgen
 
 MODELS = ["kws_ref_model", "hello_world_int8", "ad01_int8"]   # kws first: the others reuse its kernels
 VECTORS = 20
 
-pytestmark = pytest.mark.skipif(shutil.which(hostbuild.CXX) is None,
-                                reason=f"needs {hostbuild.CXX} for the host build")
+@pytest.fixture(autouse=True)
+def _host_compiler():
+    needs.tools(hostbuild.CXX)
 
 
 @dataclass
@@ -73,11 +75,9 @@ class Projects:
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory) -> Projects:
-    tree = os.environ.get(ENV_VAR)
-    if not tree:
-        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
+    tree = needs.tflm().root
     cache = os.environ.get(hostbuild.CACHE_ENV_VAR)
-    return Projects(tmp_path_factory.mktemp("hostbuild"), Path(tree),
+    return Projects(tmp_path_factory.mktemp("hostbuild"), tree,
                     Path(cache) if cache else tmp_path_factory.mktemp("objects"))
 
 

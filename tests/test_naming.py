@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+import needs
 
 from codegen.naming import (AVOIDED_NAMES, C_KEYWORDS, CXX_KEYWORDS, MAX_IDENTIFIER_LEN,
                             c_comment, c_identifier, c_string_bytes, c_string_literal,
@@ -302,8 +303,7 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     ("gcc", "c11"), ("gcc", "c2x"), ("g++", "c++17"), ("g++", "c++20"),
 ])
 def test_names_compile_and_strings_round_trip(tmp_path: Path, compiler, std):
-    if not shutil.which(compiler):
-        pytest.skip(f"needs {compiler} (Debian package {'g++' if '+' in compiler else 'gcc'})")
+    needs.tools(compiler)
     texts = AWKWARD
     source = tmp_path / ("names.cc" if "+" in compiler else "names.c")
     source.write_text(_program(texts), encoding="utf-8")

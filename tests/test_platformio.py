@@ -27,14 +27,12 @@ from pathlib import Path
 
 import pytest
 
+import needs
 from codegen import replay, vectors, verify
-from codegen.cmsis_nn import ENV_VAR as CMSIS_NN_ENV_VAR
-from codegen.tflm_tree import ENV_VAR
 from conftest import model, run_tfgen
 
 pytestmark = pytest.mark.slow
 VECTORS = 5
-STSTM32_ENV_VAR = "TFGEN_PIO_STSTM32_DIR"
 
 NATIVE_PLATFORM_JSON = {"name": "native", "title": "Native (tfgen test stub)", "version": "1.2.1",
                         "engines": {"platformio": "^6"}}
@@ -58,20 +56,23 @@ Default([env.BuildProgram()])
 def _pio() -> str:
     path = Path(sys.executable).parent / "pio"
     if not path.exists():
-        pytest.skip("needs PlatformIO (pip install -e '.[test]')")
+        needs.lacking("needs PlatformIO (pip install -e .)")
     return str(path)
 
 
 def _seed_tool_scons(core: Path) -> None:
     """PlatformIO's tool-scons package, from the installed scons: the version PlatformIO asks for."""
-    SCons = pytest.importorskip("SCons", reason="needs scons (pip install -e '.[test]')")
+    try:
+        import SCons
+    except ImportError:
+        needs.lacking("needs scons (pip install -e '.[test]')")
     import semantic_version
     from platformio.dependencies import get_core_dependencies
     required = get_core_dependencies()["tool-scons"]
     major, minor, patch = (int(x) for x in SCons.__version__.split(".")[:3])
     version = f"{major}.{major}{minor:02d}{patch:02d}.0"          # tool-scons' scheme: 4.11.1 -> 4.41101.0
     if semantic_version.Version(version) not in semantic_version.SimpleSpec(required):
-        pytest.skip(f"PlatformIO wants tool-scons {required}; the installed scons {SCons.__version__} is not it")
+        needs.lacking(f"PlatformIO wants tool-scons {required}; the installed scons {SCons.__version__} is not it")
     pkg = core / "packages" / "tool-scons"
     shutil.copytree(Path(SCons.__file__).parent, pkg / "SCons", ignore=shutil.ignore_patterns("__pycache__"))
     (pkg / "scons.py").write_text("import sys\nfrom SCons.Script.Main import main\nsys.exit(main())\n")
@@ -121,10 +122,8 @@ def _expected_outputs(vs: vectors.VectorSet) -> dict:
 
 
 def test_the_sim_environment_builds_with_platformio_and_replays_the_vectors(tmp_path):
-    if not os.environ.get(ENV_VAR):
-        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
-    if not shutil.which("g++"):
-        pytest.skip("needs g++ for PlatformIO's native platform")
+    needs.tflm()
+    needs.tools("g++")
     pio = _pio()
     env = _pio_home(tmp_path)
     platform = tmp_path / "platform-native"
@@ -156,26 +155,19 @@ def test_the_sim_environment_builds_with_platformio_and_replays_the_vectors(tmp_
 @pytest.fixture(scope="module")
 def stm32_home(tmp_path_factory):
     """pio and its environment, with the ststm32 platform installed from TFGEN_PIO_STSTM32_DIR."""
-    folder = os.environ.get(STSTM32_ENV_VAR)
-    if not folder or not (Path(folder) / "platform.json").is_file():
-        pytest.skip(f"needs an unpacked platform-ststm32 (v19.6.0) in {STSTM32_ENV_VAR}: PlatformIO would "
-                    "download it from GitHub, which CI cannot reach")
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                        "libstdc++-arm-none-eabi-newlib qemu-system-arm)")
+    folder = needs.ststm32()
+    needs.tools("arm-none-eabi-gcc", "qemu-system-arm")
     pio = _pio()
     env = _pio_home(tmp_path_factory.mktemp("pio-stm32"))
-    _install_platform(pio, env, Path(folder))
+    _install_platform(pio, env, folder)
     return pio, env
 
 
 @pytest.mark.parametrize("kernels", ["cmsis-nn", "reference"])
 def test_the_qemu_environment_builds_with_platformio_and_replays_the_vectors_in_qemu(tmp_path, request, kernels):
-    if not os.environ.get(ENV_VAR):
-        pytest.skip(f"needs a TFLM tree: set {ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
-    if kernels == "cmsis-nn" and not os.environ.get(CMSIS_NN_ENV_VAR):
-        pytest.skip(f"needs a CMSIS-NN setup: set {CMSIS_NN_ENV_VAR} (README: CMSIS-NN)")
+    needs.tflm()
+    if kernels == "cmsis-nn":
+        needs.cmsis_nn()
     pio, env = request.getfixturevalue("stm32_home")
     tfgv, project = tmp_path / "hw.tfgv", tmp_path / "hw"
     r = run_tfgen("reference", model("hello_world_int8"), "--vectors", VECTORS, "-o", tfgv, "--no-crosscheck")

@@ -1,7 +1,6 @@
 """The pinned TFLM archive: downloaded into the cache only when its contents match the checksum."""
 from __future__ import annotations
 
-import os
 import shutil
 import tarfile
 from pathlib import Path
@@ -25,16 +24,6 @@ def make_archive(src: Path, dest: Path, prefix: str = "esp-tflite-micro-1.3.8") 
             if (src / top).exists():
                 tar.add(src / top, arcname=f"{prefix}/{top}")
     return dest.as_uri()
-
-
-TREE = os.environ.get(tflm_tree.ENV_VAR)       # read before the fixture hides it
-
-
-def real_tree() -> Path:
-    tree = TREE
-    if not tree:
-        pytest.skip(f"needs a TFLM tree: set {tflm_tree.ENV_VAR} to an esp-tflite-micro v1.3.8 checkout")
-    return Path(tree)
 
 
 def test_unreachable_archive_names_both_ways_out(cache, monkeypatch):
@@ -64,8 +53,8 @@ def test_a_non_archive_is_refused(cache, tmp_path, monkeypatch):
         tflm_tree.resolve()
 
 
-def test_the_pinned_archive_is_downloaded_once_then_used_from_the_cache(cache, tmp_path, monkeypatch):
-    src = real_tree()
+def test_the_pinned_archive_is_downloaded_once_then_used_from_the_cache(tflm_root, cache, tmp_path, monkeypatch):
+    src = tflm_root
     monkeypatch.setenv(tflm_fetch.URL_ENV, make_archive(src, tmp_path / "tflm.tar.gz"))
     tree = tflm_tree.resolve()
     assert tree.root == tflm_fetch.cached_dir().resolve() and tree.version == "esp-tflite-micro 1.3.8"
@@ -73,8 +62,8 @@ def test_the_pinned_archive_is_downloaded_once_then_used_from_the_cache(cache, t
     assert tflm_tree.resolve().root == tree.root
 
 
-def test_a_tampered_real_archive_is_refused(cache, tmp_path, monkeypatch):
-    src = real_tree()
+def test_a_tampered_real_archive_is_refused(tflm_root, cache, tmp_path, monkeypatch):
+    src = tflm_root
     copy = tmp_path / "copy"
     for top in tflm_fetch.DIGEST_ROOTS:
         if (src / top).is_dir():
