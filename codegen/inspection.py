@@ -252,12 +252,27 @@ def _macs(name: str, ins: tuple[int, ...], outs: tuple[int, ...], tensors) -> in
     return 0
 
 
+# The integer dtypes TFLM's kernels take as a model's inputs and outputs.
+INTEGER_IO = frozenset({"int8", "int16", "int32", "uint8"})
+
+
+def float_ops(ir: ModelIR) -> list[str]:
+    """The ops that would compute in float: an operator of subgraph 0 with a float input or output.
+    Float tensors no operator reads or writes (an LSTM's recorded intermediates, say) do not count."""
+    return sorted({op.name for op in ir.operators if op.subgraph == 0 and any(
+        0 <= i < len(ir.tensors) and ir.tensors[i].dtype in FLOAT_TYPES for i in op.inputs + op.outputs)})
+
+
 def quantization_kind(ir: ModelIR) -> str:
-    """'int8' (full INT8), 'float' (float activations and weights) or 'hybrid' (int8 weights, float
-    activations), or 'mixed' (int8 graph with float islands or non-int8 inputs/outputs)."""
+    """'int8' (full INT8: int8 inputs and outputs, no float tensor at all), 'integer' (what TFLM runs
+    with integer kernels: int8/int16 activations, int8/int16/int32/uint8 inputs and outputs, no op
+    computing in float), 'float' (float activations and weights), 'hybrid' (int8 weights, float
+    activations), or 'mixed' (an integer graph with float islands or float inputs/outputs)."""
     io_types = {t.dtype for t in ir.inputs + ir.outputs}
     if not ir.float_tensors and io_types == {"int8"}:
         return "int8"
+    if io_types <= INTEGER_IO and not float_ops(ir):
+        return "integer"
     weight_types = {t.dtype for t in ir.tensors if t.is_constant}
     if io_types <= FLOAT_TYPES and weight_types and weight_types <= FLOAT_TYPES | {"int32"}:
         return "float"
@@ -268,22 +283,26 @@ def quantization_kind(ir: ModelIR) -> str:
     return "mixed"
 
 
-def firmware_problems(ir: ModelIR) -> list[str]:
-    """Everything that keeps this model from running as full-INT8 TFLM firmware (empty: fine)."""
+def firmware_problems(ir: ModelIR, full_int8: bool = False) -> list[str]:
+    """Everything that keeps this model from running as TFLM firmware with integer kernels (empty:
+    fine). ``full_int8``: also require full INT8, as `tfgen quantize` produces."""
     problems = []
     kind = quantization_kind(ir)
-    if kind != "int8":
-        io = ", ".join(f"{t.name}: {t.dtype}" for t in ir.inputs + ir.outputs)
+    io = ", ".join(f"{t.name}: {t.dtype}" for t in ir.inputs + ir.outputs)
+    floats = float_ops(ir)
+    if full_int8 and kind != "int8":
         problems.append(f"it is not full INT8 but {kind} (inputs/outputs {io})")
-    float_ops = sorted({op.name for op in ir.operators if op.subgraph == 0 and any(
-        0 <= i < len(ir.tensors) and ir.tensors[i].dtype in FLOAT_TYPES for i in op.inputs + op.outputs)})
-    if float_ops and kind == "int8":
-        problems.append(f"ops left in float: {', '.join(float_ops)}")
-    dequant = sorted({op.name for op in ir.operators if op.name == "DEQUANTIZE" or (
+    elif kind in ("float", "hybrid"):
+        problems.append(f"it is {kind}, not integer (inputs/outputs {io})")
+    elif not {t.dtype for t in ir.inputs + ir.outputs} <= INTEGER_IO:
+        problems.append(f"its inputs/outputs are not all integer ({io})")
+    if floats and kind not in ("float", "hybrid"):
+        problems.append(f"ops that would compute in float: {', '.join(floats)}")
+    dequant = sorted({op.name for op in ir.operators if (op.name == "DEQUANTIZE" and op.subgraph == 0) or (
         op.name == "QUANTIZE" and op.subgraph == 0 and op.inputs and 0 <= op.inputs[0] < len(ir.tensors)
         and ir.tensors[op.inputs[0]].dtype in FLOAT_TYPES)})
-    if dequant and kind == "int8":
-        problems.append(f"float<->int8 conversions between ops: {', '.join(dequant)}")
+    if dequant and kind not in ("float", "hybrid") and not set(dequant) <= set(floats):
+        problems.append(f"float<->integer conversions between ops: {', '.join(dequant)}")
     variables = sorted({op.name for op in ir.operators if op.name in VARIABLE_OPS})
     if variables:
         problems.append(f"unfrozen variables ({', '.join(variables)})")
@@ -293,7 +312,7 @@ def firmware_problems(ir: ModelIR) -> list[str]:
 
 
 def require_tflm_int8(ir: ModelIR) -> None:
-    """Refuse, in one line, a model that full-INT8 TFLM firmware cannot run."""
+    """Refuse, in one line, a model that TFLM firmware with integer kernels cannot run."""
     problems = firmware_problems(ir)
     if not problems:
         return

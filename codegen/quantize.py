@@ -233,7 +233,7 @@ class Candidate:
 
 def _checked(model: bytes, model_path: Path) -> ModelIR:
     ir = parse_model(model, Path(model_path).stem + ".tflite")
-    problems = firmware_problems(ir)
+    problems = firmware_problems(ir, full_int8=True)
     if problems:
         raise TfgenError(f"{model_path}: the converted model cannot run as full-INT8 TFLM firmware: "
                          f"{'; '.join(problems)}",

@@ -19,6 +19,7 @@ from codegen.errors import TfgenError
 from codegen.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
 from codegen.resources import resource_dir
 from codegen.tflm_fetch import PINNED_VERSION
+from codegen.tflm_tree import NOT_COMPILED_DIRS
 
 Content = str | bytes | Path          # Path: copy that file
 
@@ -79,6 +80,7 @@ def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes
                      if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])
     data = plan.template_data() | {
         "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION,
+        "not_compiled": list(NOT_COMPILED_DIRS),
         "sources": sorted(sources + ["tfgen_model.cc"]),
         "sdkconfig": SDKCONFIG_COMMON + (SDKCONFIG_PSRAM if plan.arena_placement == "psram" else ()),
         "qemu_flash": board.qemu.flash.length if board.qemu else 4 << 20,

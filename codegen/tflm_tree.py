@@ -19,6 +19,10 @@ from codegen.tflm_ops import load_op_set
 
 ENV_VAR = "TFGEN_TFLM_DIR"
 KERNELS_DIR = "tensorflow/lite/micro/kernels"
+# TFLM's signal library (the audio front end's CUSTOM ops, SignalWindow, SignalRfft, ...): its kernels,
+# which register with ``TFLMRegistration* Register_*()``, and the DSP routines they call.
+SIGNAL_KERNELS_DIR = "signal/micro/kernels"
+SIGNAL_SRC_DIR = "signal/src"
 
 # The interpreter core, as esp-tflite-micro's CMakeLists.txt lists it (less the kernels).
 CORE_SOURCES = (
@@ -70,6 +74,10 @@ INCLUDE_DIRS = (".", "third_party/flatbuffers/include", "third_party/gemmlowp", 
 # What a project copies besides the selected sources: every header, and the licences.
 HEADER_ROOTS = ("tensorflow", "third_party/flatbuffers/include", "third_party/gemmlowp",
                 "third_party/ruy", "third_party/kissfft", "signal")
+# Sources that other sources #include (the signal library's kiss_fft wrappers include kissfft's .c
+# files inside a namespace): copied with the headers, never compiled on their own.
+TEXTUAL_INCLUDES = ("third_party/kissfft/kiss_fft.c", "third_party/kissfft/tools/kiss_fftr.c")
+NOT_COMPILED_DIRS = ("third_party/kissfft",)
 LICENSES = ("LICENSE", "third_party/flatbuffers/LICENSE", "third_party/gemmlowp/LICENSE",
             "third_party/ruy/LICENSE", "third_party/kissfft/COPYING")
 
@@ -82,11 +90,13 @@ EXTRA_KERNEL_FILES = {
     # DecodeState::Create* and the LUT, Huffman and prune decoders
     "TFLM_DECODE": ("decode_state.cc", "decode_state_huffman.cc", "decode_state_lut.cc",
                     "decode_state_prune.cc"),
+    # FftAutoScalePrepare/Eval, shared with the kernel file that registers it
+    "SignalFftAutoScale": ("fft_auto_scale_common.cc",),
     # the LSTM evaluator, and CalculateOpDataFullyConnected for its gates
     "UNIDIRECTIONAL_SEQUENCE_LSTM": ("fully_connected_common.cc", "lstm_eval.cc", "lstm_eval_common.cc"),
 }
 
-_DEFINES = re.compile(r"^TFLMRegistration\s+(Register_\w+)\s*\(", re.M)
+_DEFINES = re.compile(r"^TFLMRegistration\s*\*?\s*(Register_\w+)\s*\(", re.M)
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ class TflmTree:
             base = self.root / top
             if base.is_dir():
                 found += [p.relative_to(self.root).as_posix() for p in base.rglob("*.h")]
-        return sorted(found)
+        return sorted(found + [p for p in TEXTUAL_INCLUDES if (self.root / p).is_file()])
 
     def licenses(self) -> list[str]:
         return [p for p in LICENSES if (self.root / p).is_file()]
@@ -148,19 +158,21 @@ def open_tree(root: Path) -> TflmTree:
 
 
 @lru_cache(maxsize=8)
-def _registrations(kernels_dir: Path) -> dict[str, str]:
-    """Register_* function -> the kernel file (name) that defines it."""
+def _registrations(root: Path) -> dict[str, str]:
+    """Register_* function -> the tree-relative kernel file that defines it (TFLM's kernels first,
+    then the signal library's)."""
     found: dict[str, str] = {}
-    for path in sorted(kernels_dir.glob("*.cc")):
-        for fn in _DEFINES.findall(path.read_text(encoding="utf-8", errors="replace")):
-            found.setdefault(fn, path.name)
+    for folder in (KERNELS_DIR, SIGNAL_KERNELS_DIR):
+        for path in sorted((root / folder).glob("*.cc")):
+            for fn in _DEFINES.findall(path.read_text(encoding="utf-8", errors="replace")):
+                found.setdefault(fn, f"{folder}/{path.name}")
     return found
 
 
-def kernel_main_file(tree: TflmTree, op: str) -> str:
-    """The kernel file (name) defining ``op``'s Register_* function."""
+def _kernel_file(tree: TflmTree, op: str) -> str:
+    """The tree-relative kernel file defining ``op``'s Register_* function."""
     op_set = load_op_set()
-    defined = _registrations(tree.root / KERNELS_DIR)
+    defined = _registrations(tree.root)
     method = op_set.method_for(op)
     registration = op_set.registrations.get(method or "")
     if registration is None or registration not in defined:
@@ -169,16 +181,32 @@ def kernel_main_file(tree: TflmTree, op: str) -> str:
     return defined[registration]
 
 
+def kernel_main_file(tree: TflmTree, op: str) -> str:
+    """The kernel file defining ``op``'s Register_* function: its name for TFLM's own kernels (as
+    CMSIS-NN names its wrappers), its tree-relative path for the signal library's."""
+    rel = _kernel_file(tree, op)
+    return rel.removeprefix(KERNELS_DIR + "/")
+
+
+def signal_library(tree: TflmTree) -> list[str]:
+    """The signal library's DSP sources (tree-relative), which its kernels call."""
+    base = tree.root / SIGNAL_SRC_DIR
+    return sorted(p.relative_to(tree.root).as_posix() for p in base.rglob("*.cc")) if base.is_dir() else []
+
+
 def kernel_sources(tree: TflmTree, ops: list[str]) -> list[str]:
     """The kernel files that implement ``ops``: the file defining each op's Register_* function,
-    its ``<stem>_common.cc`` when there is one, and the extras the table above names."""
-    kernels_dir = tree.root / KERNELS_DIR
+    its ``<stem>_common.cc`` when there is one, and the extras the table above names; for the signal
+    library's ops also its DSP sources (unused ones cost nothing: the link drops unused sections)."""
     files: set[str] = set()
     for op in ops:
-        main = kernel_main_file(tree, op)
+        main = _kernel_file(tree, op)
+        folder = main.rsplit("/", 1)[0]
         files.add(main)
         common = main.removesuffix(".cc") + "_common.cc"
-        if (kernels_dir / common).is_file():
+        if (tree.root / common).is_file():
             files.add(common)
-        files.update(EXTRA_KERNEL_FILES.get(op, ()))
-    return sorted(f"{KERNELS_DIR}/{f}" for f in files)
+        files.update(f"{folder}/{f}" for f in EXTRA_KERNEL_FILES.get(op, ()))
+        if folder == SIGNAL_KERNELS_DIR:
+            files.update(signal_library(tree))
+    return sorted(files)

@@ -2,6 +2,7 @@
 #include "tfgen_runtime.h"
 
 #include <cstdarg>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -184,11 +185,33 @@ TfLiteStatus Runner::Init() {
   return kTfLiteOk;
 }
 
+namespace {
+
+// Whether some operator of some subgraph uses operator code ``index``. Converters may leave codes that
+// no operator uses in the table (an unused DEQUANTIZE, say); TFLM resolves only the codes its
+// operators use, and so does tfgen's resolver, so only those must be registered.
+bool OpCodeUsed(const tflite::Model* model, uint32_t index) {
+  const auto* subgraphs = model->subgraphs();
+  if (subgraphs == nullptr) return false;
+  for (const tflite::SubGraph* subgraph : *subgraphs) {
+    const auto* operators = subgraph->operators();
+    if (operators == nullptr) continue;
+    for (const tflite::Operator* op : *operators) {
+      if (op->opcode_index() == index) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 TfLiteStatus Runner::CheckOpsRegistered(const tflite::Model* model) {
   const auto* codes = model->operator_codes();
   if (codes == nullptr) return kTfLiteOk;
   bool ok = true;
-  for (const tflite::OperatorCode* code : *codes) {
+  for (uint32_t i = 0; i < codes->size(); ++i) {
+    if (!OpCodeUsed(model, i)) continue;
+    const tflite::OperatorCode* code = codes->Get(i);
     const tflite::BuiltinOperator op = tflite::GetBuiltinCode(code);
     if (op == tflite::BuiltinOperator_CUSTOM) {
       const char* name = code->custom_code() != nullptr ? code->custom_code()->c_str() : "";

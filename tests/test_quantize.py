@@ -123,7 +123,8 @@ def test_inspect_refuses_non_int8_conversions_with_the_way_out(digits, tmp_path,
     r = run_tfgen("inspect", path)
     assert r.returncode == 2
     line, = r.stderr.strip().splitlines()
-    assert line.startswith(f"error: {path.name}: it is not full INT8 but ")
+    kind = {"dynamic_range": "hybrid", "float16": "float", "float": "float"}[variant]
+    assert line.startswith(f"error: {path.name}: it is {kind}, not integer ")
     assert "tfgen quantize" in line
-    kind = json.loads(run_tfgen("inspect", "--json", "--no-arena", "--allow-float", path).stdout)["quantization"]
-    assert kind == {"dynamic_range": "hybrid", "float16": "float", "float": "float"}[variant]
+    assert json.loads(run_tfgen("inspect", "--json", "--no-arena", "--allow-float", path).stdout)[
+        "quantization"] == kind

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from codegen import numerics, tflm_ops, vectors
 from codegen.errors import TfgenError
-from codegen.inspection import parse_model, quantization_kind
+from codegen.inspection import firmware_problems, parse_model, quantization_kind
 from conftest import model
 
 
@@ -110,11 +108,8 @@ def test_committed_op_table_has_the_common_ops():
     assert "CUSTOM" not in ops.builtins and len(ops.builtins) > 90
 
 
-def test_committed_op_table_matches_the_tflm_tree():
-    tree = os.environ.get("TFGEN_TFLM_DIR")
-    if not tree:
-        pytest.skip("needs a TFLM tree: set TFGEN_TFLM_DIR to an esp-tflite-micro checkout")
-    derived = tflm_ops.derive_from_tree(Path(tree))
+def test_committed_op_table_matches_the_tflm_tree(tflm_root):
+    derived = tflm_ops.derive_from_tree(tflm_root)
     committed = json.loads(tflm_ops.DATA_FILE.read_text())
     assert derived["builtins"] == committed["builtins"]
     assert derived["customs"] == committed["customs"]
@@ -122,7 +117,26 @@ def test_committed_op_table_matches_the_tflm_tree():
 
 
 @pytest.mark.parametrize("name, kind", [("kws_ref_model", "int8"), ("ad01_int8", "int8"),
-                                        ("hello_world_int8", "int8"), ("hello_world_float", "float")])
+                                        ("hello_world_int8", "int8"), ("hello_world_float", "float"),
+                                        ("keyword_scrambled", "integer"), ("micro_speech_lstm", "integer"),
+                                        ("audio_preprocessor_int8", "integer"), ("seanet_conv0", "integer")])
 def test_quantization_kind(name, kind):
     path = model(name)
-    assert quantization_kind(parse_model(path.read_bytes(), path.name)) == kind
+    ir = parse_model(path.read_bytes(), path.name)
+    assert quantization_kind(ir) == kind
+    # TFLM runs every integer model; `tfgen quantize` still produces (and requires) full INT8.
+    assert (firmware_problems(ir) == []) == (kind != "float")
+    assert (firmware_problems(ir, full_int8=True) == []) == (kind == "int8")
+
+
+def test_an_op_that_would_compute_in_float_is_named():
+    """micro_speech_lstm's float tensors are LSTM intermediates no kernel reads; a float operand is not."""
+    import dataclasses
+    path = model("micro_speech_lstm")
+    ir = parse_model(path.read_bytes(), path.name)
+    assert ir.float_tensors and firmware_problems(ir) == []
+    fc = next(op for op in ir.operators if op.name == "FULLY_CONNECTED")
+    tensors = list(ir.tensors)
+    tensors[fc.outputs[0]] = dataclasses.replace(tensors[fc.outputs[0]], dtype="float32")
+    problems = firmware_problems(dataclasses.replace(ir, tensors=tuple(tensors)))
+    assert problems == ["ops that would compute in float: FULLY_CONNECTED, SOFTMAX"]
