@@ -386,7 +386,7 @@ class Build(Command):
         from codegen.textreport import build_text
         board = boards.get_board(args.board, args.boards_dir)
         if (args.model / "platformio.ini").is_file() and (args.model / "src" / "tfgen_model.h").is_file():
-            project = args.model                        # a generated project: build it as it is
+            project, ir = args.model, None              # a generated project: build it as it is
         else:
             project = args.output or Path("build") / f"{args.model.stem}-{board.name}"
             if project.is_dir() and any(project.iterdir()) and not args.force:
@@ -394,6 +394,7 @@ class Build(Command):
                                  f"pass --force to regenerate it, or build it as it is: "
                                  f"tfgen build {project} --board {board.name}")
             model_path = self._int8_model(args, project)
+            ir = _load_ir(model_path)[1]
             gen = ["generate", str(model_path), "--board", board.name, "-o", str(project), "--force"]
             for opt in ("tflm_dir", "boards_dir", "kernels", "cmsis_nn_dir"):
                 if getattr(args, opt):
@@ -401,7 +402,7 @@ class Build(Command):
             gen_args = build_parser().parse_args(gen)
             with _quiet():
                 gen_args.handler.run(gen_args)
-        firmware = build.build_project(project, board)
+        firmware = build.build_project(project, board, ir)
         report = build.fit_report(project, board, firmware)
         emit(report, args.json, build_text)
         if not report["fits"]:

@@ -221,6 +221,29 @@ def fit(ir: ModelIR, arena_bytes: int, boards: Iterable[Board], sizes: dict | No
                       kernels if len(boards) == 1 or b.kernels == "cmsis-nn" else None) for b in boards]
 
 
+def certainly_too_big(ir: ModelIR, board: Board, vector_bytes: int = 0) -> str | None:
+    """Why ``ir`` cannot fit ``board``'s flash whatever the build does, or None: the model array and
+    TFLM's runtime alone (the smallest measured runtime of the board's core), with ``vector_bytes``
+    of embedded test vectors, are more than its flash.
+    ``build`` and ``verify`` check this before compiling; the full estimate (``fit``) is an upper bound,
+    so only this lower bound refuses a build."""
+    if board.core == "host" or not board.flash_bytes:
+        return None
+    sizes = load_table()
+    runtime = None
+    if not board.core.startswith("xtensa") and board.core in sizes["cores"]:
+        runtime = min([sizes["cores"][board.core]["runtime_flash"]]
+                      + [sizes.get(CMSIS_NN_KEY, {}).get("cores", {}).get(board.core, {}).get("runtime_flash",
+                                                                                               1 << 62)])
+    least = ir.size_bytes + (runtime or 0) + vector_bytes
+    if least <= board.flash_bytes:
+        return None
+    parts = (f"the model's {ir.size_bytes:,} B" + (f" + TFLM's runtime {runtime:,} B" if runtime else "")
+             + (f" + {vector_bytes:,} B of test vectors" if vector_bytes else ""))
+    return (f"{ir.source} does not fit {board.name}'s flash: {least - board.flash_bytes:,} bytes over "
+            f"({parts}, before any kernel, of {board.flash_bytes:,} B)")
+
+
 def _k(n: int) -> str:
     return f"{n / 1024:,.1f} K"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import logging
 import os
 import shutil
@@ -28,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegen import cmsis_nn, proc
-from codegen.errors import TfgenError
+from codegen.errors import DoesNotFit, TfgenError
 from codegen.tflm_fetch import PINNED_VERSION
-from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS
+from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS, NOT_COMPILED_DIRS
 
 log = logging.getLogger("tfgen")
 
@@ -69,6 +70,8 @@ TEST_MODE_FLAGS = ("-DTFGEN_TEST_MODE",)
 LINK_FLAGS = ("-Wl,--gc-sections",)
 LIBS = ("-lm",)
 
+# Textual includes, as lib/tflm/library.json's srcFilter leaves them out for PlatformIO.
+_NOT_COMPILED = tuple(f"{TFLM_DIR}/{d}/" for d in NOT_COMPILED_DIRS)
 _SOURCE_SUFFIXES = {".cc": "c++", ".cpp": "c++", ".cxx": "c++", ".c": "c"}
 
 
@@ -172,7 +175,8 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST,
             raise TfgenError(f"{project}: no {top}/ directory, so no TFLM sources to build for the host",
                              f"generate it with --tflm-dir DIR (or {ENV_VAR}=DIR) so it carries them")
         for path in sorted(p for p in base.rglob("*") if p.suffix in _SOURCE_SUFFIXES and p.is_file()):
-            if path.relative_to(project).as_posix().startswith(target.src_excluded):
+            rel = path.relative_to(project).as_posix()
+            if rel.startswith(target.src_excluded) or rel.startswith(_NOT_COMPILED):
                 continue
             language = _SOURCE_SUFFIXES[path.suffix]
             flags = [*common, *(CXX_FLAGS if language == "c++" else C_FLAGS),
@@ -221,6 +225,7 @@ def build(project: Path, output: Path | None = None, *, test_mode: bool = True, 
     linked = proc.run([target.cxx, *target.link_flags, "-o", output, *objects, *target.libs],
                       what=f"linking {output.name}", timeout=LINK_TIMEOUT_S, cwd=project, check=False)
     if linked.returncode != 0:
+        _raise_if_overflowed(target, linked.stderr)
         lines = [l for l in linked.stderr.splitlines() if "undefined reference" in l or "multiple definition"
                  in l or "error" in l.lower()]
         raise TfgenError(f"{project.name}: linking {output.name} failed: {(lines or ['no message'])[0].strip()}",
@@ -232,6 +237,29 @@ def build(project: Path, output: Path | None = None, *, test_mode: bool = True, 
     log.info("host build of %s: %d compiled, %d from the cache, %.1f s", project.name,
              len(compiled), len(reused), done - start)
     return HostBuild(output, compiled, reused, compiled_at - start, done - compiled_at, done - start)
+
+
+# GNU ld: "region `CODE' overflowed by 3456 bytes", and "section `.text' will not fit in region `CODE'"
+# (alone when the first section that does not fit is the last one placed there). The linker scripts
+# name flash CODE or FLASH.
+_OVERFLOW = re.compile(r"region [`']?(\w+)'? overflowed by (\d+) bytes")
+_WONT_FIT = re.compile(r"will not fit in region [`']?(\w+)'?")
+_FLASH_REGIONS = ("CODE", "FLASH", "ROM", "IROM")
+
+
+def _raise_if_overflowed(target: Target, stderr: str) -> None:
+    """A linker region overflow is the image not fitting the board, not a broken project."""
+    def memory(region: str) -> str:
+        return "flash" if region.upper() in _FLASH_REGIONS else "RAM"
+    over: dict[str, int | None] = {memory(r): None for r in _WONT_FIT.findall(stderr)}
+    for region, count in _OVERFLOW.findall(stderr):
+        over[memory(region)] = max(over.get(memory(region)) or 0, int(count))
+    if not over:
+        return
+    line = next(l for l in stderr.splitlines() if _OVERFLOW.search(l) or _WONT_FIT.search(l)).strip()
+    what = " and ".join(f"{m}: {n:,} bytes over" if n else m for m, n in over.items())
+    raise DoesNotFit(f"does not fit {target.name}'s {what} (linker: {line})",
+                     "use a smaller model or a board with more memory (`tfgen fit MODEL` compares them)")
 
 
 def run_program(program: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:

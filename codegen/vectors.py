@@ -67,6 +67,11 @@ def spec_of(tensor) -> TensorSpec:
                       q.zero_points[0] if q and q.zero_points else 0)
 
 
+def header_bytes(vs: VectorSet) -> int:
+    """The bytes of a vector file before its records."""
+    return _HEADER.size + sum(_DESC.size + 4 * len(s.shape) for s in vs.inputs + vs.outputs)
+
+
 def encode(vs: VectorSet) -> bytes:
     parts = [_HEADER.pack(MAGIC, VERSION, len(vs.inputs), len(vs.outputs), 0, vs.count,
                           bytes.fromhex(vs.model_sha256))]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import cmsis_nn, elfsize, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
+from codegen import cmsis_nn, elfsize, fit, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
 from codegen.boards import Board
-from codegen.errors import TfgenError
+from codegen.errors import DoesNotFit, TfgenError
 from codegen.ir import ModelIR
 
 QEMU = "qemu-system-arm"
@@ -131,11 +131,22 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
                 raise TfgenError(f"verify on mps2_an386 needs {tool}, which is not installed",
                                  "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                                  "libstdc++-arm-none-eabi-newlib qemu-system-arm")
+    too_big = fit.certainly_too_big(ir, board)
+    if too_big:
+        raise DoesNotFit(too_big, "verify on host, or use a smaller model (`tfgen fit MODEL` compares the boards)")
     tree = tflm_tree.resolve(tflm_dir)
     cmsis, note = cmsis_nn.choose(board.kernels, cmsis_nn_dir, kernels)
     ref = reference.run_reference(ir, model, inputs, crosscheck=False)
+    blob = vectors.encode(ref.vectors)
+    with_vectors = fit.certainly_too_big(ir, board, len(blob))
+    if with_vectors:
+        per_vector = max(1, (len(blob) - vectors.header_bytes(ref.vectors)) // max(ref.vectors.count, 1))
+        room = board.flash_bytes - (len(blob) - per_vector * ref.vectors.count) - ir.size_bytes - 64 * 1024
+        raise TfgenError(f"{with_vectors}: the firmware carries its test vectors",
+                         f"pass fewer --vectors (each is {per_vector:,} B; about {max(room // per_vector, 0)} fit), "
+                         "or verify on host")
     project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command, cmsis=cmsis)
-    files = render.render_project(project, board, model, vectors.encode(ref.vectors))
+    files = render.render_project(project, board, model, blob)
     out = out or work_dir(ir, board.name) / ("project" if project.kernels != "cmsis-nn" else "project-cmsis-nn")
     _refresh(files, out)
     return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
