@@ -425,7 +425,8 @@ class Build(Command):
         write_atomic(out, result.model)
         r = result.report
         sqnr = ", ".join(f"{o['sqnr_db']:.1f}" for o in r["outputs"])
-        print(f"quantized  {args.model} -> {out}: {r['calibration']['method']}; output SQNR {sqnr} dB on "
+        loaded = f" (read with {r['loaded_with'].split(':')[0]})" if r.get("loaded_with") else ""
+        print(f"quantized  {args.model}{loaded} -> {out}: {r['calibration']['method']}; output SQNR {sqnr} dB on "
               f"{r['evaluation']['data']} (details: tfgen quantize --report-layers)", file=sys.stderr)
         return out
 

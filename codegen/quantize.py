@@ -10,6 +10,7 @@ model as TFLM runs it; ``layer_error`` does so layer by layer.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ class _Source:
     def __init__(self, path: Path):
         self.path = path
         self.inputs: list[InputSpec] = []
+        self.loaded_with = ""       # how the model was read, when it is worth saying
 
     def converter(self):
         raise NotImplementedError
@@ -87,13 +89,7 @@ class _KerasSource(_Source):
     def __init__(self, path: Path):
         super().__init__(path)
         tf = import_tensorflow()
-        import keras
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as exc:            # Keras raises many types for unreadable files
-            raise TfgenError(f"{path}: Keras cannot load this model ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''})",
-                             "check that it is a Keras .keras/.h5 file saved by model.save()")
+        model = self._load(path)
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
         specs = [tf.TensorSpec([1, *inp.shape[1:]], inp.dtype, name=_clean(inp.name)) for inp in model.inputs]
         for s in specs:
@@ -109,6 +105,39 @@ class _KerasSource(_Source):
 
     def converter(self):
         return import_tensorflow().lite.TFLiteConverter.from_concrete_functions([self._frozen])
+
+    def _load(self, path: Path):
+        """Keras 3; for an HDF5 file Keras 3 cannot deserialize (most .h5 files saved by TF 2.x before
+        Keras 3: 'groups' in DepthwiseConv2D, ...), Keras 2 (tf_keras), saying so."""
+        import keras
+        try:
+            return keras.models.load_model(path, compile=False)
+        except Exception as exc:            # Keras raises many types for unreadable files
+            keras3 = _keras_error(exc)
+        if path.suffix.lower() in (".h5", ".hdf5"):
+            with proc.native_stderr([]):
+                import tf_keras
+            try:
+                model = tf_keras.models.load_model(path, compile=False)
+            except Exception as exc:
+                raise TfgenError(f"{path}: neither Keras 3 nor Keras 2 (tf_keras) can load this model (Keras 3: "
+                                 f"{keras3}; Keras 2: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else ''})",
+                                 "check that it is a Keras .h5 file saved by model.save()")
+            self.loaded_with = f"Keras 2 (tf_keras {tf_keras.__version__}): Keras 3 cannot read this .h5 ({keras3})"
+            return model
+        raise TfgenError(f"{path}: Keras cannot load this model ({keras3})",
+                         "check that it is a Keras .keras/.h5 file saved by model.save()")
+
+
+def _keras_error(exc: Exception) -> str:
+    """Keras' message in one short line: its first line without the layer's whole config, and the
+    cause Keras names at the end (e.g. "Unrecognized keyword arguments passed to DepthwiseConv2D:
+    {'groups': 1}")."""
+    text = str(exc)
+    first = (text.splitlines() or [""])[0].split(" using config=")[0]
+    cause = re.search(r"Exception encountered: ([^\n]{1,200})", text)
+    return f"{type(exc).__name__}: {first}" + (f": {cause.group(1)}" if cause and cause.group(1) not in first else "")
 
 
 class _SavedModelSource(_Source):
@@ -346,7 +375,8 @@ def quantize(model_path: Path, calib_path: Path, opts: Options = Options(),
     labels = _labels(labels_path, evaluation[0].shape[0]) if labels_path else None
     quality = _quality(scorer, model, ir, labels)
     report = {
-        "source": str(model_path), "output_sha256": ir.sha256, "size_bytes": ir.size_bytes,
+        "source": str(model_path), "loaded_with": src.loaded_with or None,
+        "output_sha256": ir.sha256, "size_bytes": ir.size_bytes,
         "per_channel": opts.per_channel,
         "calibration": {"data": str(calib_path), "samples": calib[0].shape[0], "method": chosen.label,
                         "bias_corrected_layers": corrected},

@@ -62,6 +62,7 @@ def quantize_text(r: dict) -> str:
     out = [f"wrote      {r['output']}  ({r['size_bytes']:,} bytes, full INT8, "
            f"{'per-channel' if r['per_channel'] else 'per-tensor'} weights)",
            f"ops        {', '.join(r['ops'])}",
+           *([f"loaded     {r['source']} with {r['loaded_with']}"] if r.get("loaded_with") else []),
            f"calibrated on {cal['samples']} samples of {cal['data']}",
            f"ranges     {cal['method']}" + (f" ({cal['bias_corrected_layers']} layers' biases corrected)"
                                             if cal["bias_corrected_layers"] else ""),

@@ -33,5 +33,9 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# tfgen 0.1 depended on tensorflow-cpu; now on tensorflow (same version, same module): one of the two.
+if .venv/bin/python -m pip show -q tensorflow-cpu >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -q -y tensorflow-cpu
+fi
 .venv/bin/python -m pip install -q -e ".[test]"
 echo "setup: ready: $(.venv/bin/tfgen --version) in $(pwd)/.venv"

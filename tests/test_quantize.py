@@ -128,3 +128,51 @@ def test_inspect_refuses_non_int8_conversions_with_the_way_out(digits, tmp_path,
     assert "tfgen quantize" in line
     assert json.loads(run_tfgen("inspect", "--json", "--no-arena", "--allow-float", path).stdout)[
         "quantization"] == kind
+
+
+KERAS2_WRITER = '''
+import sys, numpy as np, tf_keras as k
+rng = np.random.default_rng(0)
+inp = k.Input((16, 16, 1))
+x = k.layers.Conv2D(8, 3, padding="same")(inp)
+x = k.layers.BatchNormalization()(x)
+x = k.layers.ReLU()(x)
+x = k.layers.DepthwiseConv2D(3, padding="same")(x)
+x = k.layers.BatchNormalization()(x)
+x = k.layers.ReLU()(x)
+x = k.layers.Flatten()(x)
+out = k.layers.Dense(4, activation="softmax")(x)
+model = k.Model(inp, out)
+for layer in model.layers:      # batch-norm statistics that are not the identity
+    if isinstance(layer, k.layers.BatchNormalization):
+        g, b, m, v = layer.get_weights()
+        layer.set_weights([g * 1.5, b + 0.1, m + rng.normal(0, 0.1, m.shape), v * 2.0])
+model.save(sys.argv[1])
+np.save(sys.argv[2], rng.uniform(0, 1, (64, 16, 16, 1)).astype(np.float32))
+'''
+
+
+def test_a_keras_2_h5_loads_with_tf_keras_quantizes_and_verifies(tmp_path):
+    """A legacy .h5 written by Keras 2 itself (Conv2D, DepthwiseConv2D, BatchNormalization, Dense),
+    which Keras 3 cannot deserialize: quantize says it read it with tf_keras, the result is full
+    INT8, and its firmware is byte-exact on the host."""
+    import subprocess
+    import sys
+    import needs
+    h5, calib, out = tmp_path / "legacy.h5", tmp_path / "calib.npy", tmp_path / "legacy_int8.tflite"
+    r = subprocess.run([sys.executable, "-c", KERAS2_WRITER, h5, calib], capture_output=True, text=True,
+                       timeout=600, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    keras3 = subprocess.run([sys.executable, "-c", "import sys, keras; keras.models.load_model(sys.argv[1])", h5],
+                            capture_output=True, text=True, timeout=600)
+    assert keras3.returncode != 0, "Keras 3 reads this file: the test no longer covers the fallback"
+    r = run_tfgen("quantize", h5, "--calib", calib, "-o", out, "--calibration", "minmax")
+    assert r.returncode == 0, r.stderr
+    assert "with Keras 2 (tf_keras 2.21.0): Keras 3 cannot read this .h5" in r.stdout, r.stdout
+    ir = assert_full_int8(out)
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= {u.name for u in ir.ops}
+    needs.tflm()
+    r = run_tfgen("verify", out, "--board", "host", "--vectors", 20, "--json", timeout=1800)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["mismatched_bytes"] == 0 and report["vectors"] == 20
