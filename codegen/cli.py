@@ -543,6 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A path that is not valid UTF-8 (a surrogate-escaped file name) is printed escaped, never a crash.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     # Our own log at DEBUG with --verbose; TensorFlow's Python loggers only for real errors.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="tfgen: %(message)s")

@@ -223,16 +223,11 @@ def c_string_literal(text: str) -> str:
 _LINE_BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 
 
-def c_comment(text: str) -> str:
-    """``text`` as one line that is safe inside ``/* ... */`` and after ``//``.
-
-    Line breaks and tabs become spaces; other control and format characters (including the
-    bidirectional overrides that ``-Wbidi-chars`` rejects) and lone surrogates become visible
-    ``\\xNN``/``\\uNNNN`` text, so the result always encodes as UTF-8. ``*/`` and ``/*`` get a space
-    between their characters, ``??`` becomes ``? ?`` (no trigraph), surrounding whitespace is
-    stripped, and a final backslash, which would continue a ``//`` comment onto the next line, is
-    written as ``\\x5c``. Put spaces around it: ``/* {text} */``, ``// {text}``.
-    """
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and tabs become spaces; other control and format
+    characters (including the bidirectional overrides that ``-Wbidi-chars`` rejects) and lone
+    surrogates become visible ``\\xNN``/``\\uNNNN`` text, so the result always encodes as UTF-8;
+    surrounding whitespace is stripped."""
     out = []
     for ch in text:
         code = ord(ch)
@@ -244,7 +239,17 @@ def c_comment(text: str) -> str:
             out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
         else:
             out.append(ch)
-    line = "".join(out)
+    return "".join(out).strip()
+
+
+def c_comment(text: str) -> str:
+    """``text`` as one line that is safe inside ``/* ... */`` and after ``//``.
+
+    `one_line`, then ``*/`` and ``/*`` get a space between their characters, ``??`` becomes ``? ?``
+    (no trigraph), and a final backslash, which would continue a ``//`` comment onto the next line, is
+    written as ``\\x5c``. Put spaces around it: ``/* {text} */``, ``// {text}``.
+    """
+    line = one_line(text)
     line = re.sub(r"\*(?=/)", "* ", line)
     line = re.sub(r"/(?=\*)", "/ ", line)
     line = re.sub(r"\?(?=\?)", "? ", line).strip()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import jinja2
 
-from codegen import cgen
+from codegen import cgen, escape
+from codegen.naming import one_line
 from codegen.boards import Board
 from codegen.errors import TfgenError
 from codegen.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
@@ -30,9 +31,11 @@ SDKCONFIG_PSRAM = ("CONFIG_SPIRAM=y", "CONFIG_SPIRAM_MODE_OCT=y", "CONFIG_SPIRAM
 
 
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
-                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                              trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(resource_dir("templates"))),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    env.filters.update(escape.FILTERS)      # every string from outside goes through one of these
+    return env
 
 
 def _groups(plan: ProjectPlan) -> list[str]:
@@ -48,7 +51,7 @@ def _groups(plan: ProjectPlan) -> list[str]:
 
 def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes | None) -> dict[str, Content]:
     files: dict[str, Content] = {}
-    banner = "\n".join(plan.banner)
+    banner = "\n".join(one_line(line) for line in plan.banner)     # each banner line stays one line
 
     header, source = cgen.model_source(plan.names, model, banner)
     files[f"src/{plan.names.header_file}"] = header
