@@ -40,7 +40,11 @@ class Pinned:
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "tfgen")
+    """tfgen's cache: $TFGEN_CACHE_DIR, else $XDG_CACHE_HOME/tfgen, else ~/.cache/tfgen. Everything tfgen
+    keeps (source trees, objects, verify's work directories) is inside it."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tfgen"
 
 
 def tree_digest(root: Path, tops: tuple[str, ...]) -> str:
@@ -55,27 +59,55 @@ def tree_digest(root: Path, tops: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+_verified: dict[Path, bool] = {}
+
+
 def cached(pinned: Pinned) -> Path | None:
-    """The cached tree, if it is there and was verified when it was stored."""
+    """The cached tree, if it is there, was verified when it was stored, and still has the pinned
+    digest (checked once per process: a tree modified in the cache is not served, and the next
+    download replaces it)."""
     marker = pinned.dir / MARKER
-    if marker.is_file() and marker.read_text().strip() == pinned.sha256:
-        return pinned.dir
-    return None
+    if not (marker.is_file() and marker.read_text().strip() == pinned.sha256):
+        return None
+    if pinned.dir not in _verified:
+        _verified[pinned.dir] = tree_digest(pinned.dir, pinned.tops) == pinned.sha256
+    return pinned.dir if _verified[pinned.dir] else None
+
+
+def modified(pinned: Pinned) -> bool:
+    """Whether the cache holds this tree with its marker but other contents (someone changed it)."""
+    marker = pinned.dir / MARKER
+    return (marker.is_file() and marker.read_text().strip() == pinned.sha256
+            and not _verified.get(pinned.dir, tree_digest(pinned.dir, pinned.tops) == pinned.sha256))
 
 
 def download(pinned: Pinned, url: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Fetch the archive, unpack the files under ``pinned.tops``, check their tree digest and move
-    them into the cache."""
-    url = url or os.environ.get(pinned.url_env) or pinned.url
+    them into the cache. One process at a time per tree (a lock file beside it): a second one waits,
+    then uses what the first stored."""
+    import fcntl
     dest = pinned.dir
     dest.parent.mkdir(parents=True, exist_ok=True)
+    with open(dest.parent / f".{dest.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _verified.pop(dest, None)
+        if cached(pinned) is not None and url is None:
+            return dest
+        return _download_locked(pinned, url, timeout)
+
+
+def _download_locked(pinned: Pinned, url: str | None, timeout: float) -> Path:
+    url = url or os.environ.get(pinned.url_env) or pinned.url
+    dest = pinned.dir
     with tempfile.TemporaryDirectory(prefix="tfgen-fetch-", dir=dest.parent) as tmp:
         archive = Path(tmp) / "archive.tar.gz"
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response, archive.open("wb") as f:
                 shutil.copyfileobj(response, f)
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise TfgenError(f"cannot download {pinned.what} from {url}: {getattr(exc, 'reason', exc)}",
+            changed = (f"the cached {pinned.what} in {dest} does not match its checksum (it was modified), "
+                       "and " if modified(pinned) else "")
+            raise TfgenError(f"{changed}cannot download {pinned.what} from {url}: {getattr(exc, 'reason', exc)}",
                              f"when offline, {pinned.offline_hint}; or retry when the network is back")
         root = _unpack(archive, Path(tmp) / "unpacked", pinned.tops, url, pinned.url_env)
         got = tree_digest(root, pinned.tops)
@@ -87,6 +119,7 @@ def download(pinned: Pinned, url: str | None = None, timeout: float = DOWNLOAD_T
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(root, dest)
+        _verified[dest] = True
     return dest
 
 

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen import cmsis_nn, proc
+from codegen import cmsis_nn, fetch, proc
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.tflm_fetch import PINNED_VERSION
 from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS, NOT_COMPILED_DIRS
@@ -37,7 +37,7 @@ log = logging.getLogger("tfgen")
 
 CXX = "g++"
 CC = "gcc"
-CACHE_ENV_VAR = "TFGEN_CACHE_DIR"
+CACHE_ENV_VAR = fetch.CACHE_ENV
 SRC_DIR = "src"
 # Left out of the host build, as the generated `sim` environment's build_src_filter does: the
 # Cortex-M start-up code of the `qemu` environment.
@@ -129,11 +129,8 @@ class CompileUnit:
 
 
 def cache_dir() -> Path:
-    """$TFGEN_CACHE_DIR, else $XDG_CACHE_HOME/tfgen/objects, else ~/.cache/tfgen/objects."""
-    if os.environ.get(CACHE_ENV_VAR):
-        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tfgen" / "objects"
+    """The object cache: ``objects/`` in tfgen's cache (codegen.fetch.cache_root)."""
+    return fetch.cache_root() / "objects"
 
 
 def carries_cmsis_nn(project: Path) -> bool:
@@ -282,7 +279,8 @@ def _compiler_identity(compiler: str) -> str:
 
 
 class _ObjectCache:
-    """Objects under ``<root>/o/``, header manifests under ``<root>/m/``; all writes atomic."""
+    """Objects under ``<root>/o/``, header manifests under ``<root>/m/``; all writes atomic. Each
+    manifest entry records its object's sha256 at write: an object changed since is compiled again."""
 
     def __init__(self, root: Path, project: Path):
         self.root = root
@@ -301,11 +299,13 @@ class _ObjectCache:
                 continue
             if all(self._file_hash(p) == h for p, h in deps.items()):
                 obj = self._object_path(entry["object"])
-                if obj.is_file():
+                if obj.is_file() and entry.get("sha256") == _file_digest(obj):
                     return obj, False
+                if obj.is_file():       # changed since it was written: compile it again
+                    log.warning("cached object %s does not match the hash recorded at write; recompiling", obj)
         obj_key, obj, deps = self._compile(unit, source_key)
         kept = [e for e in entries if e.get("object") != obj_key][-(MANIFEST_ENTRIES - 1):]
-        self._write_manifest(manifest, kept + [{"object": obj_key, "deps": deps}])
+        self._write_manifest(manifest, kept + [{"object": obj_key, "deps": deps, "sha256": _file_digest(obj)}])
         return obj, True
 
     def _compile(self, unit: CompileUnit, source_key: str) -> tuple[str, Path, dict[str, str | None]]:
@@ -361,6 +361,10 @@ class _ObjectCache:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(entries, f)
         os.replace(tmp, path)
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _digest(text: str) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from codegen import cmsis_nn, elfsize, fit, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
+from codegen import cmsis_nn, elfsize, fetch, fit, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
 from codegen.boards import Board
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.ir import ModelIR
@@ -75,7 +76,19 @@ def _int(text: str | None) -> int | None:
 
 
 def work_dir(ir: ModelIR, board: str) -> Path:
-    return hostbuild.cache_dir().parent / "verify" / f"{Path(ir.source).stem}-{ir.sha256[:12]}-{board}"
+    """A new work directory for one run, private to it (mode 0700, created, never reused or followed
+    through a symlink), under ``verify/`` in tfgen's cache: concurrent verifies of one model never
+    share a project or a program. ``cleanup`` removes it."""
+    root = fetch.cache_root() / "verify"
+    root.mkdir(parents=True, exist_ok=True)
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(ir.source).stem)[:40]
+    return Path(tempfile.mkdtemp(prefix=f"{name}-{ir.sha256[:12]}-{board}-", dir=root))
+
+
+def cleanup(prep: "Prepared") -> None:
+    """Remove the run's work directory, if ``prepare`` made it."""
+    if prep.private:
+        shutil.rmtree(prep.project.parent, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,7 @@ class Prepared:
     kernels: str = "reference"
     optimized_ops: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    private: bool = False               # project/ is in a work directory of this run's own
 
 
 @dataclass(frozen=True)
@@ -147,12 +161,13 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
                          "or verify on host")
     project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command, cmsis=cmsis)
     files = render.render_project(project, board, model, blob)
-    out = out or work_dir(ir, board.name) / ("project" if project.kernels != "cmsis-nn" else "project-cmsis-nn")
+    private = out is None
+    out = out or work_dir(ir, board.name) / "project"
     _refresh(files, out)
     return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
                     tree.version, ir, model,
                     f"cmsis-nn ({project.cmsis_nn_version})" if project.cmsis_nn_version else project.kernels, project.optimized_ops,
-                    (note,) if note else ())
+                    (note,) if note else (), private)
 
 
 def build_and_run(prep: Prepared) -> VerifyResult:
