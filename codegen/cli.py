@@ -54,6 +54,8 @@ def check_output(path: Path, force: bool) -> None:
         raise TfgenError(f"{path}: already exists", "pass --force to overwrite it, or choose another -o")
     if not path.parent.is_dir():
         raise TfgenError(f"{path.parent}: no such directory for the output", "create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TfgenError(f"{path}: no permission to write it", "choose a writable -o")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -256,9 +258,7 @@ class Generate(Command):
         from codegen import boards, oracle, plan, render, tflm_tree, vectors
         from codegen.textreport import generate_text
         out = args.output
-        if out.is_dir() and any(out.iterdir()) and not args.force:
-            raise TfgenError(f"{out}: directory exists and is not empty",
-                             "pass --force to replace it, or choose another -o")
+        render.check_output_dir(out, args.force)
         board = boards.get_board(args.board, args.boards_dir)
         model, ir = _load_ir(args.model)
         from codegen.inspection import require_tflm_int8
@@ -277,8 +277,8 @@ class Generate(Command):
                                  f"write them for this model: tfgen reference {args.model} -o FILE")
             blob, count = args.vectors.read_bytes(), vs.count
         if args.arena_from is not None:
-            if args.arena_from < 1:
-                raise TfgenError(f"--arena-from {args.arena_from}: must be a positive number of bytes",
+            if not 1 <= args.arena_from <= (1 << 30):
+                raise TfgenError(f"--arena-from {args.arena_from}: must be a number of bytes from 1 to 1 GiB",
                                  "pass the arena_used figure of `tfgen verify`")
             measured = args.arena_from
         else:
@@ -288,7 +288,8 @@ class Generate(Command):
                              + (["--arena-from", str(args.arena_from)] if args.arena_from else []))
         source = ("given with --arena-from, e.g. the 32-bit figure of `tfgen verify`" if args.arena_from
                   else plan.HOST_ARENA)
-        from codegen import cmsis_nn
+        from codegen import cmsis_nn, fit
+        warning = fit.check_before_generate(ir, board, measured, args.kernels, len(blob) if blob else 0)
         cmsis, note = cmsis_nn.choose(board.kernels, args.cmsis_nn_dir, args.kernels) if tree else (None, None)
         project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis)
         files = render.render_project(project, board, model, blob)
@@ -300,7 +301,8 @@ class Generate(Command):
                   "tflm": project.tflm_version, "vectors": count,
                   "environments": _environments(project),
                   "kernels": project.kernels + (f" ({project.cmsis_nn_version})" if project.cmsis_nn_version else ""),
-                  "optimized_ops": list(project.optimized_ops), "notes": [note] if note else []}
+                  "optimized_ops": list(project.optimized_ops),
+                  "notes": [n for n in (warning, note) if n]}
         emit(report, args.json, generate_text)
         return 0
 
@@ -395,11 +397,15 @@ class Build(Command):
         if (args.model / "platformio.ini").is_file() and (args.model / "src" / "tfgen_model.h").is_file():
             project, ir = args.model, None              # a generated project: build it as it is
         else:
+            from codegen import render
             project = args.output or Path("build") / f"{args.model.stem}-{board.name}"
             if project.is_dir() and any(project.iterdir()) and not args.force:
                 raise TfgenError(f"{project}: directory exists and is not empty",
                                  f"pass --force to regenerate it, or build it as it is: "
                                  f"tfgen build {project} --board {board.name}")
+            if args.output is None:
+                Path("build").mkdir(exist_ok=True)
+            render.check_output_dir(project, args.force)
             model_path = self._int8_model(args, project)
             ir = _load_ir(model_path)[1]
             gen = ["generate", str(model_path), "--board", board.name, "-o", str(project), "--force"]
@@ -571,6 +577,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if args.verbose:
+            logging.exception("failed")
+        print("error: out of memory (try: a smaller model or fewer --vectors)", file=sys.stderr)
+        return 2
+    except OSError as exc:              # an output path that cannot be written, a full disk, ...
+        if args.verbose:
+            logging.exception("failed")
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc} (try: check the path's permissions and free space)",
+              file=sys.stderr)
+        return 2
     except BrokenPipeError:                 # `tfgen ... | head`: the reader left; so do we, quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

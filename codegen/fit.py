@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from codegen import cmsis_nn
 from codegen.boards import Board
 from codegen.code_size import load_table, ops_flash
-from codegen.errors import TfgenError
+from codegen.errors import DoesNotFit, TfgenError
 from codegen.ir import ModelIR
 from codegen.plan import ARENA_ALIGN, ARENA_MARGIN_PERCENT, arena_with_margin  # the generator's margin
 from codegen.textreport import table
@@ -242,6 +242,25 @@ def certainly_too_big(ir: ModelIR, board: Board, vector_bytes: int = 0) -> str |
              + (f" + {vector_bytes:,} B of test vectors" if vector_bytes else ""))
     return (f"{ir.source} does not fit {board.name}'s flash: {least - board.flash_bytes:,} bytes over "
             f"({parts}, before any kernel, of {board.flash_bytes:,} B)")
+
+
+def check_before_generate(ir: ModelIR, board: Board, arena_bytes: int, kernels: str | None = None,
+                          vector_bytes: int = 0) -> str | None:
+    """What generate says about fitting ``board``: DoesNotFit where the model (with ``vector_bytes`` of
+    embedded vectors) certainly cannot fit its flash; a warning where fit's estimate, an upper bound,
+    says it does not fit; None where it fits."""
+    too_big = certainly_too_big(ir, board, vector_bytes)
+    if too_big:
+        raise DoesNotFit(too_big, "use a smaller model or a board with more flash (`tfgen fit MODEL` compares "
+                                  "them)" + ("; or embed fewer --vectors" if vector_bytes else ""))
+    try:
+        row = fit_board(ir, arena_bytes, board, load_table(), kernels=kernels)
+    except TfgenError:
+        return None                 # no code size known for some op: fit says so itself
+    if row.fits:
+        return None
+    return (f"tfgen fit estimates that this does not fit {board.name}: {row.verdict()} (an upper bound; "
+            f"`tfgen build` measures the real image)")
 
 
 def _k(n: int) -> str:

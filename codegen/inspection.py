@@ -252,6 +252,8 @@ def _macs(name: str, ins: tuple[int, ...], outs: tuple[int, ...], tensors) -> in
     return 0
 
 
+# TFLM keeps tensor sizes in 32-bit ints (and targets have 32-bit addresses): larger is refused.
+MAX_TENSOR_BYTES = (1 << 31) - 1
 # The integer dtypes TFLM's kernels take as a model's inputs and outputs.
 INTEGER_IO = frozenset({"int8", "int16", "int32", "uint8"})
 
@@ -303,6 +305,12 @@ def firmware_problems(ir: ModelIR, full_int8: bool = False) -> list[str]:
         and ir.tensors[op.inputs[0]].dtype in FLOAT_TYPES)})
     if dequant and kind not in ("float", "hybrid") and not set(dequant) <= set(floats):
         problems.append(f"float<->integer conversions between ops: {', '.join(dequant)}")
+    if not ir.operators:
+        problems.append("it has no operators, so there is nothing to run")
+    huge = [t for t in ir.tensors if t.elements * _itemsize(t.dtype) > MAX_TENSOR_BYTES]
+    if huge:
+        problems.append(f"tensor {huge[0].name!r} holds {huge[0].elements * _itemsize(huge[0].dtype):,} bytes, more "
+                        f"than TFLM's 32-bit sizes address ({MAX_TENSOR_BYTES:,})")
     variables = sorted({op.name for op in ir.operators if op.name in VARIABLE_OPS})
     if variables:
         problems.append(f"unfrozen variables ({', '.join(variables)})")

@@ -29,10 +29,19 @@ class CrossCheck:
                 "max_lsb_difference": self.max_lsb}
 
 
+# Inputs (all vectors) tfgen generates in memory at most.
+MAX_INPUT_BYTES = 1 << 30
+
+
 def random_inputs(ir: ModelIR, count: int, seed: int) -> list[np.ndarray]:
     """Uniform random raw values over each input's whole integer range, reproducible by seed."""
     if count < 1:
         raise TfgenError(f"--vectors {count}: need at least 1 vector", "pass --vectors 1 or more")
+    per_vector = sum(t.elements * np.dtype(t.dtype).itemsize for t in ir.inputs)
+    if per_vector * count > MAX_INPUT_BYTES:
+        raise TfgenError(f"--vectors {count}: {count} x {per_vector:,} bytes of input is more than tfgen holds in "
+                         f"memory ({MAX_INPUT_BYTES:,} bytes)",
+                         f"pass --vectors {max(MAX_INPUT_BYTES // max(per_vector, 1), 1)} or fewer")
     rng = np.random.default_rng(seed)
     arrays = []
     for t in ir.inputs:
