@@ -4,28 +4,27 @@ oracle in QEMU (mps2-an386) while costing a fraction of the reference kernels' i
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import pytest
 
+import needs
 from codegen import cmsis_nn, tflm_tree
 from codegen.errors import TfgenError
 from conftest import model, run_tfgen
 from test_cmsis_nn_fetch import cache  # noqa: F401  (empty cache, no setup, archives unreachable)
 
-HAVE_TREE = bool(os.environ.get(tflm_tree.ENV_VAR))
-HAVE_CMSIS = bool(os.environ.get(cmsis_nn.ENV_VAR))
-needs_setup = pytest.mark.skipif(
-    not (HAVE_TREE and HAVE_CMSIS),
-    reason=f"needs {tflm_tree.ENV_VAR} (esp-tflite-micro 1.3.8) and {cmsis_nn.ENV_VAR} (CMSIS-NN setup)")
+needs_setup = pytest.mark.usefixtures("tree_and_cmsis_nn")
 KWS_OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
 
 
+@pytest.fixture
+def tree_and_cmsis_nn():
+    """A TFLM tree and a CMSIS-NN setup, found as tfgen finds them."""
+    return needs.tflm(), needs.cmsis_nn()
+
+
 def needs_qemu():
-    for tool in ("arm-none-eabi-g++", "qemu-system-arm"):
-        if not shutil.which(tool):
-            pytest.skip(f"needs {tool} (Debian: gcc-arm-none-eabi, qemu-system-arm)")
+    needs.cortex_m()
 
 
 def test_without_a_setup_the_error_names_the_ways_out(cache, tmp_path):
@@ -96,7 +95,7 @@ def test_a_cortex_m_project_carries_the_wrappers_and_the_flags(tmp_path):
 
 @pytest.mark.slow
 @needs_setup
-@pytest.mark.parametrize("name", ["kws_ref_model", "ad01_int8", "hello_world_int8"])
+@pytest.mark.parametrize("name", ["kws_ref_model"])      # every shared model: tests/test_corpus.py
 def test_cmsis_nn_firmware_is_byte_exact_on_100_vectors_in_qemu(name):
     needs_qemu()
     r = run_tfgen("verify", model(name), "--board", "mps2_an386", "--vectors", 100, "--kernels", "cmsis-nn",
@@ -116,7 +115,6 @@ def test_cmsis_nn_firmware_is_byte_exact_on_100_vectors_in_qemu(name):
 @pytest.mark.slow
 @needs_setup
 def test_the_committed_table_is_what_the_symbol_closure_gives():
-    if not shutil.which("arm-none-eabi-gcc"):
-        pytest.skip("needs arm-none-eabi-gcc (Debian package gcc-arm-none-eabi)")
+    needs.tools("arm-none-eabi-gcc", "arm-none-eabi-nm")
     fresh = cmsis_nn.build_table(cmsis_nn.resolve(), tflm_tree.resolve(download=False).root)
     assert fresh["wrappers"] == cmsis_nn.load_table()

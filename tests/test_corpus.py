@@ -1,0 +1,95 @@
+"""The corpus tier: every .tflite in ../shared/models/ (more may come) through inspect -> reference ->
+generate (every built-in board) -> verify on the host and on mps2_an386 (QEMU's Cortex-M4F) with TFLM's
+reference kernels and with CMSIS-NN, by the steps of bench/corpus.py.
+
+Every integer model verifies byte-exact against the oracle wherever it fits; a board that cannot
+hold a model says so with the figure (it is recorded, not skipped). inspect's ops, the generated
+resolver on every board and the ops the model's operators use are one list; the firmware checks
+that list at start (a verify that passes has checked it). With TFGEN_CORPUS_OUT=DIR each model's row
+is written to DIR/<model>.json, from which `bench/corpus.py --from DIR` writes bench/CORPUS.md.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import needs
+from codegen import boards
+from conftest import REPO, SHARED_MODELS
+
+_spec = importlib.util.spec_from_file_location("corpus", REPO / "bench" / "corpus.py")
+corpus = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(corpus)
+
+MODELS = corpus.models(SHARED_MODELS) if SHARED_MODELS.is_dir() else {}
+# What tfgen refuses, and the word its one line must carry.
+REFUSED = {"hello_world_float": "tfgen quantize"}
+
+pytestmark = pytest.mark.slow
+
+
+def opcodes_used(path: Path) -> list[str]:
+    """The ops the model's operators use, in order of first use, read from the flatbuffer here."""
+    from codegen.inspection import schema
+    fb = schema()
+    m = fb.Model.GetRootAs(path.read_bytes(), 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+    used: list[str] = []
+    for s in range(m.SubgraphsLength()):
+        g = m.Subgraphs(s)
+        for o in range(g.OperatorsLength()):
+            code = m.OperatorCodes(g.Operators(o).OpcodeIndex())
+            builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            name = code.CustomCode().decode() if names[builtin] == "CUSTOM" else names[builtin]
+            if name not in used:
+                used.append(name)
+    return used
+
+
+def test_the_corpus_is_there():
+    if not MODELS:
+        needs.lacking(f"needs the shared test models: {SHARED_MODELS} is missing (set TFGEN_SHARED_MODELS)")
+    assert len(MODELS) >= 16 and set(REFUSED) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_runs_end_to_end(name, tmp_path):
+    needs.cortex_m()
+    needs.cmsis_nn()
+    path = MODELS[name]
+    row = corpus.run_model(name, path, tmp_path, list(boards.load_boards()))
+    out = os.environ.get("TFGEN_CORPUS_OUT")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / f"{name}.json").write_text(json.dumps(row, indent=1), encoding="utf-8")
+    print(json.dumps({k: v for k, v in row.items() if k != "generate"}, indent=1))
+    if name in REFUSED:
+        assert REFUSED[name] in row["refused"], row
+        return
+    assert "refused" not in row and "reference_error" not in row, row
+    assert row["ops"] == opcodes_used(path)
+    for board, g in row["generate"].items():
+        if g.get("does_not_fit"):               # refused with the figure: the model alone exceeds its flash
+            assert f"does not fit {board}'s flash" in g["error"] and "bytes over" in g["error"], g
+            assert path.stat().st_size > boards.get_board(board).flash_bytes - 200_000, g
+            continue
+        assert g["ok"], f"{board}: {g}"
+        assert g["resolver"] == row["methods"], board
+    host = row["verify"]["host/reference"]
+    assert host["ok"] and host["mismatched_bytes"] == 0 and host["bytes_compared"] > 0, host
+    for key, v in row["verify"].items():
+        if v.get("does_not_fit"):
+            assert key.startswith("mps2_an386/") and "does not fit mps2_an386's" in v["error"], v
+            continue
+        assert v["ok"], f"{key}: {v}"
+        assert v["mismatched_bytes"] == 0 and not v["firmware_errors"], f"{key}: {v}"
+        assert 0 < v["arena_used_bytes"] <= v["arena_size"], f"{key}: {v}"
+        if key.startswith("mps2_an386/"):
+            assert v["instructions_per_inference"] > 0 and v["flash_bytes"] > path.stat().st_size
+    cmsis = row["verify"]["mps2_an386/cmsis-nn"]
+    if not cmsis.get("does_not_fit"):
+        assert cmsis["kernels"].startswith("cmsis-nn")
