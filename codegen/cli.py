@@ -555,6 +555,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum, frame):
+    from codegen import proc
+    proc.stop_children()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     # A path that is not valid UTF-8 (a surrogate-escaped file name) is printed escaped, never a crash.
     for stream in (sys.stdout, sys.stderr):
@@ -567,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         warnings.filterwarnings("ignore")
+    import signal
+    signal.signal(signal.SIGTERM, _interrupted)         # as Ctrl-C: children ended, temporaries removed
     try:
         return args.handler.run(args)
     except TfgenError as exc:
@@ -575,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}" + (f" (try: {exc.hint})" if exc.hint else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        from codegen import proc
+        proc.stop_children()
         print("error: interrupted", file=sys.stderr)
         return 130
     except MemoryError:

@@ -206,6 +206,7 @@ def build(project: Path, output: Path | None = None, *, test_mode: bool = True, 
     output = Path(output).resolve() if output else project / target.output
     todo = units(project, test_mode, target, extra_flags)
     store = _ObjectCache(Path(cache) if cache else cache_dir(), project)
+    proc.remove_stale(store.root / "tmp")
     identities = {c: _compiler_identity(c) for c in sorted({u.compiler for u in todo})}
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -311,7 +312,7 @@ class _ObjectCache:
     def _compile(self, unit: CompileUnit, source_key: str) -> tuple[str, Path, dict[str, str | None]]:
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"{os.getpid()}-", dir=tmp_dir) as tmp:
             obj_tmp, dep_tmp = Path(tmp) / "out.o", Path(tmp) / "out.d"
             cmd = [unit.compiler, *unit.flags, "-MD", "-MF", dep_tmp, "-c", unit.source, "-o", obj_tmp]
             result = proc.run(cmd, what=f"compiling {unit.source}", timeout=COMPILE_TIMEOUT_S,

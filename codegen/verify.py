@@ -8,6 +8,7 @@ Objects are cached (``hostbuild``), so a second verify of the same model rebuild
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -81,8 +82,9 @@ def work_dir(ir: ModelIR, board: str) -> Path:
     share a project or a program. ``cleanup`` removes it."""
     root = fetch.cache_root() / "verify"
     root.mkdir(parents=True, exist_ok=True)
+    proc.remove_stale(root)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(ir.source).stem)[:40]
-    return Path(tempfile.mkdtemp(prefix=f"{name}-{ir.sha256[:12]}-{board}-", dir=root))
+    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{name}-{ir.sha256[:12]}-{board}-", dir=root))
 
 
 def cleanup(prep: "Prepared") -> None:

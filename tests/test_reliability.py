@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -122,3 +124,51 @@ def test_a_modified_cached_object_is_compiled_again(tflm_root, tmp_path):
     second = hostbuild.build(project, cache=cache, test_mode=False)
     assert len(second.compiled) == 1 and victim.read_bytes() != bytes(data)
     assert len(hostbuild.build(project, cache=cache, test_mode=False).compiled) == 0
+
+
+def _compilers_of(cache: Path) -> list[str]:
+    """Running processes whose command line names ``cache`` (the compilers write their .d files there)."""
+    r = subprocess.run(["pgrep", "-f", "-a", str(cache)], capture_output=True, text=True)
+    return [line for line in r.stdout.splitlines() if "pgrep" not in line]
+
+
+def _start_cold_verify(cache: Path, tflm_root: Path) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-m", "codegen", "verify", str(model("kws_ref_model")), "--board", "host",
+                          "--vectors", "3", "--tflm-dir", str(tflm_root)], cwd=REPO, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=_tfgen_env(cache))
+    deadline = time.monotonic() + 300
+    while not _compilers_of(cache):             # wait until it compiles
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.2)
+    return p
+
+
+def test_sigterm_ends_the_compilers_and_leaves_no_temporaries(tflm_root, tmp_path):
+    needs.tools("g++", "pgrep")
+    cache = tmp_path / "cache"
+    p = _start_cold_verify(cache, tflm_root)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    time.sleep(0.5)
+    assert _compilers_of(cache) == []
+    assert list((cache / "objects" / "tmp").iterdir()) == []
+    assert list((cache / "verify").iterdir()) == []
+
+
+def test_what_a_sigkilled_run_left_is_removed_by_the_next(tflm_root, tmp_path):
+    needs.tools("g++", "pgrep")
+    cache = tmp_path / "cache"
+    p = _start_cold_verify(cache, tflm_root)
+    p.kill()
+    p.communicate(timeout=60)
+    deadline = time.monotonic() + 120
+    while _compilers_of(cache) and time.monotonic() < deadline:     # its compilers finish on their own
+        time.sleep(0.5)
+    left = list((cache / "objects" / "tmp").iterdir()) + list((cache / "verify").iterdir())
+    assert left and all(e.name.startswith(f"{p.pid}-") for e in left)
+    r = subprocess.run([sys.executable, "-m", "codegen", "verify", str(model("hello_world_int8")), "--board", "host",
+                        "--vectors", "2", "--tflm-dir", str(tflm_root)], cwd=REPO, capture_output=True, text=True,
+                       timeout=1800, env=_tfgen_env(cache))
+    assert r.returncode == 0, r.stderr
+    assert not any(e.exists() for e in left)
