@@ -45,7 +45,8 @@ from pathlib import Path
 from codegen import cmsis_nn, proc
 from codegen.errors import TfgenError
 from codegen.tflm_ops import load_op_set
-from codegen.tflm_tree import CORE_SOURCES, INCLUDE_DIRS, KERNELS_DIR, TflmTree, kernel_sources, open_tree
+from codegen.tflm_tree import (CORE_SOURCES, INCLUDE_DIRS, KERNELS_DIR, SIGNAL_KERNELS_DIR, TflmTree, kernel_sources,
+                               open_tree, signal_library)
 
 DATA_FILE = Path(__file__).parent / "data" / "code_size.json"
 CXX = "arm-none-eabi-g++"
@@ -117,8 +118,11 @@ def _object_name(rel: str) -> str:
 
 
 def all_kernel_files(tree: TflmTree) -> list[str]:
-    """Every kernel source in the tree's reference kernel directory (not the esp_nn/ ones)."""
-    return sorted(f"{KERNELS_DIR}/{p.name}" for p in (tree.root / KERNELS_DIR).glob("*.cc"))
+    """Every kernel source in the tree's reference kernel directory (not the esp_nn/ ones), and the
+    signal library's kernels and DSP sources."""
+    return sorted([f"{KERNELS_DIR}/{p.name}" for p in (tree.root / KERNELS_DIR).glob("*.cc")]
+                  + [f"{SIGNAL_KERNELS_DIR}/{p.name}" for p in (tree.root / SIGNAL_KERNELS_DIR).glob("*.cc")]
+                  + signal_library(tree))
 
 
 @dataclass(frozen=True)
@@ -158,11 +162,26 @@ REFERENCE = KernelSet()
 
 
 def _compile_cmd(tree: TflmTree, core: str, src: Path, obj: Path, opt: str,
-                 flags: tuple[str, ...] = ()) -> list[str]:
+                 flags: tuple[str, ...] = (), kernel_set: "KernelSet | None" = None) -> list[str]:
     includes = [f"-I{tree.root / d}" for d in INCLUDE_DIRS]
     compiler, language = (CC, CFLAGS) if src.suffix == ".c" else (CXX, CXXFLAGS)
-    return [compiler, *CORE_FLAGS[core], *language, *flags, opt, "-fstack-usage", *includes, "-c", str(src),
-            "-o", str(obj)]
+    return [compiler, *CORE_FLAGS[core], *language, *flags, opt, "-fstack-usage",
+            *_prefix_maps(tree, kernel_set), *includes, "-c", str(src), "-o", str(obj)]
+
+
+PREFIX_MAP_NOTE = ("-ffile-prefix-map: the TFLM tree as lib/tflm, CMSIS-NN's wrappers and library where a "
+                   "project has them, so __FILE__ in TFLM's error strings is the same wherever the tree is")
+
+
+def _prefix_maps(tree: TflmTree, kernel_set: "KernelSet | None") -> list[str]:
+    """Source paths as a project has them: ``__FILE__`` (TFLM's error strings) lands in the image, so
+    the figures must not depend on where the tree is. The sources map to their place in a generated
+    project (``lib/tflm/...``); GCC uses the last map that matches."""
+    maps = [(tree.root, "lib/tflm")]
+    if kernel_set is not None and kernel_set.cmsis is not None:
+        maps += [(kernel_set.cmsis.wrappers, f"lib/tflm/{cmsis_nn.WRAPPERS_DIR}"),
+                 (kernel_set.cmsis.library, f"lib/tflm/{cmsis_nn.LIB_DEST}")]
+    return [f"-ffile-prefix-map={Path(old).resolve()}={new}" for old, new in maps]
 
 
 def compile_tree(tree: TflmTree, core: str, objdir: Path, jobs: int, kernels: list[str] | None = None,
@@ -181,8 +200,8 @@ def compile_tree(tree: TflmTree, core: str, objdir: Path, jobs: int, kernels: li
         src = kernel_set.path(tree, rel)
         if obj.is_file() and obj.stat().st_mtime >= src.stat().st_mtime:
             return rel, obj                     # kept from an earlier run with --workdir
-        opt = KERNEL_OPT if rel.startswith((KERNELS_DIR + "/", cmsis_nn.LIB_DEST + "/")) else CORE_OPT
-        result = proc.run(_compile_cmd(tree, core, src, obj, opt, kernel_set.flags()),
+        opt = KERNEL_OPT if rel.startswith((KERNELS_DIR + "/", "signal/", cmsis_nn.LIB_DEST + "/")) else CORE_OPT
+        result = proc.run(_compile_cmd(tree, core, src, obj, opt, kernel_set.flags(), kernel_set),
                           what=f"{CC if src.suffix == '.c' else CXX} {rel}",
                           timeout=COMPILE_TIMEOUT_S, check=rel in CORE_SOURCES)
         return rel, obj if result.returncode == 0 else None
@@ -307,8 +326,8 @@ def link_program(tree: TflmTree, core: str, objects: dict[str, Path], kernels: l
 
 
 def measurable_ops(tree: TflmTree) -> dict[str, str]:
-    """Op name -> resolver method for every builtin, plus the custom ops whose kernel is in the
-    kernels directory (the signal-library ops are not part of tfgen's TFLM selection)."""
+    """Op name -> resolver method for every builtin, plus the custom ops whose kernel the tree has
+    (TFLM's kernels directory or the signal library's)."""
     op_set = load_op_set()
     ops = dict(op_set.builtins)
     for name, method in op_set.customs.items():
@@ -413,6 +432,7 @@ def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path
         "compiler": compiler_version(),
         "flags": {"common": " ".join(CXXFLAGS), "core_sources": CORE_OPT, "kernel_sources": KERNEL_OPT,
                   "link": " ".join(LDFLAGS + LIBS),
+                  "source_paths": PREFIX_MAP_NOTE,
                   "per_core": {c: " ".join(CORE_FLAGS[c]) for c in cores}},
         "method": ("flash = text + data of arm-none-eabi-size (Berkeley); runtime_flash/runtime_ram: a "
                    "program with an interpreter and an empty MicroMutableOpResolver<1> (newlib-nano, "

@@ -37,10 +37,10 @@ FRAMEWORK_COST: dict[str, tuple[int, int, str]] = {
 }
 # tfgen's firmware harness (firmware/*.cc: runner, replay, platform output, plus the libc they pull
 # in). Measured with `tfgen build MODEL --board mps2_an386` (tfgen's own Cortex-M4F builder, -Os):
-# ad01_int8's image is 324,752 B of flash = 276,976 B model + 47,776 B, which is 8,448 B more than
-# code_size.json's Cortex-M4F runtime (28,504) + FULLY_CONNECTED (10,824). Rounded up to 8.5 KiB for
+# ad01_int8's image is 324,880 B of flash = 276,976 B model + 47,904 B, which is 8,672 B more than
+# code_size.json's Cortex-M4F runtime (28,488) + FULLY_CONNECTED (10,744). Rounded up to 9 KiB for
 # the model-specific strings (model and tensor names); scaled by the core's factor where estimated.
-HARNESS_FLASH = 8704
+HARNESS_FLASH = 9216
 MEASURED_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
 XTENSA_KEY = "xtensa"
 CMSIS_NN_KEY = "cmsis-nn"           # the table's section measured with CMSIS-NN (code_size.KernelSet)
