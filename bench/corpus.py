@@ -98,7 +98,8 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
             row["verify"][key] = {k: v[k] for k in ("ok", "vectors", "bytes_compared", "mismatched_bytes",
                                                     "max_lsb_difference", "arena_used_bytes", "arena_size",
                                                     "instructions_per_inference", "flash_bytes", "kernels",
-                                                    "optimized_ops", "firmware_errors", "notes")}
+                                                    "optimized_ops", "firmware_errors", "notes",
+                                                    "arena_needed_on_target")}
             row["verify"][key]["seconds"] = round(time.monotonic() - start, 1)
         else:
             row["verify"][key] = {"ok": False, "does_not_fit": r.returncode == 1 and "does not fit" in r.stderr,
@@ -111,6 +112,8 @@ def _cell(v: dict) -> str:
         return ("does not fit: " if v.get("does_not_fit") else "error: ") + v["error"].replace("|", "\\|")[:160]
     verdict = "exact" if v["ok"] else f"{v['mismatched_bytes']} bytes differ (max {v['max_lsb_difference']} LSB)"
     parts = [verdict, f"arena {v['arena_used_bytes']:,}" if v["arena_used_bytes"] else ""]
+    if v.get("arena_needed_on_target"):
+        parts.append(f"needs --arena-from {v['arena_needed_on_target']} (scratch)")
     if v["instructions_per_inference"]:
         parts.append(f"{v['instructions_per_inference']:,} instr/inf")
     if v["flash_bytes"]:

@@ -355,17 +355,15 @@ class Verify(Command):
         board = boards.get_board(args.board)
         inputs = _inputs(args, ir)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
-        prep = verify.prepare(ir, model, board, inputs, args.tflm_dir, command,
-                              cmsis_nn_dir=args.cmsis_nn_dir, kernels=args.kernels)
-        result = None
+        prep, result = verify.verify(ir, model, board, inputs, args.tflm_dir, command,
+                                     cmsis_nn_dir=args.cmsis_nn_dir, kernels=args.kernels)
         try:
-            result = verify.build_and_run(prep)
             report = result.to_dict()
             if args.per_op:
                 first = result.comparison.differences
                 report["per_op"] = verify.per_op(prep, first[0].vector if first else 0).to_dict()
         finally:
-            if result is not None and not result.ok:        # kept to look into; a pass leaves nothing
+            if not result.ok:                               # kept to look into; a pass leaves nothing
                 report["notes"].append(f"the project and its firmware are kept in {prep.project}")
             else:
                 verify.cleanup(prep)

@@ -83,12 +83,14 @@ def modified(pinned: Pinned) -> bool:
 
 def download(pinned: Pinned, url: str | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Fetch the archive, unpack the files under ``pinned.tops``, check their tree digest and move
-    them into the cache. One process at a time per tree (a lock file beside it): a second one waits,
-    then uses what the first stored."""
+    them into the cache. One process at a time per tree (a lock file in the cache's .locks/): a second
+    one waits, then uses what the first stored."""
     import fcntl
     dest = pinned.dir
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f".{dest.name}.lock", "a") as lock:
+    locks = cache_root() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / (pinned.cache_path.replace("/", "__") + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         _verified.pop(dest, None)
         if cached(pinned) is not None and url is None:

@@ -5,8 +5,11 @@ it lives, which TFLM files to copy, which PlatformIO environments); templates on
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from codegen import __version__, cmsis_nn
 from codegen.boards import Board
@@ -102,21 +105,27 @@ def template_kind(board: Board) -> str:
 def _tensor(t: Tensor) -> TensorPlan:
     if t.dtype not in TFLITE_TYPES:
         raise TfgenError(f"tensor {t.name!r} has dtype {t.dtype}, which the generated header cannot describe",
-                         "inputs and outputs must be int8 (full INT8 model)")
+                         f"inputs and outputs must be one of {', '.join(TFLITE_TYPES)}")
     if len(t.shape) > 6:
         raise TfgenError(f"tensor {t.name!r} has {len(t.shape)} dimensions; at most 6 are supported",
                          "reshape the model's inputs/outputs")
     q = t.quantization
     scale = float(q.scales[0]) if q else 0.0
+    zero_point = q.zero_points[0] if q and q.zero_points else 0
+    if not (math.isfinite(scale) and scale >= 0 and math.isfinite(float(np.float32(scale)))):
+        raise TfgenError(f"tensor {t.name!r} has the scale {scale!r}, which is no quantization scale",
+                         "re-export the model: the converter writes finite, positive scales")
+    if not -(1 << 31) <= zero_point < (1 << 31) or any(not 0 <= d < (1 << 31) for d in t.shape):
+        raise TfgenError(f"tensor {t.name!r} has the zero point {zero_point} or a dimension of {list(t.shape)} "
+                         "outside 32 bits", "re-export the model: TFLM keeps both in 32-bit ints")
     return TensorPlan(c_string_literal(t.name), TFLITE_TYPES[t.dtype], tuple(t.shape),
                       tuple(t.shape) + (0,) * (6 - len(t.shape)),
                       t.elements * {"int8": 1, "uint8": 1, "bool": 1, "int16": 2}.get(t.dtype, 4),
-                      _float_literal(scale), q.zero_points[0] if q and q.zero_points else 0)
+                      _float_literal(scale), zero_point)
 
 
 def _float_literal(value: float) -> str:
     """A C float literal that parses back to exactly this float32 value."""
-    import numpy as np
     text = np.format_float_scientific(np.float32(value), unique=True)
     return text.replace("e+", "e") + "f"
 

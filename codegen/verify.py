@@ -7,6 +7,7 @@ Objects are cached (``hostbuild``), so a second verify of the same model rebuild
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import shutil
@@ -45,6 +46,7 @@ class VerifyResult:
     kernels: str = "reference"
     optimized_ops: tuple[str, ...] = ()
     flash_bytes: int | None = None
+    arena_needed: int | None = None     # measured on the target where the generated arena was too small
 
     @property
     def ok(self) -> bool:
@@ -66,6 +68,7 @@ class VerifyResult:
             "target_bits": 64 if self.board == "host" else 32,
             "instructions_per_inference": self.instructions_per_inference,
             "kernels": self.kernels, "optimized_ops": list(self.optimized_ops), "flash_bytes": self.flash_bytes,
+            "arena_needed_on_target": self.arena_needed,
             "invoke_us_mean": _int(self.log.summary.get("invoke_us_mean")),
             "build": self.build.to_dict(), "run_seconds": round(self.run_seconds, 3),
             "tflm": self.tflm, "oracle": self.oracle, "notes": list(self.notes),
@@ -131,8 +134,11 @@ class OpDivergence:
 
 
 def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
-            out: Path | None = None, cmsis_nn_dir: Path | None = None, kernels: str | None = None) -> Prepared:
+            out: Path | None = None, cmsis_nn_dir: Path | None = None, kernels: str | None = None,
+            arena: int | None = None) -> Prepared:
     """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded.
+
+    ``arena``: size the arena from this figure (as --arena-from) instead of the oracle's measurement.
 
     ``kernels``: "reference", "cmsis-nn", or None for the board's own (cmsis-nn on mps2_an386 when a
     CMSIS-NN setup is available, else reference with a note)."""
@@ -158,10 +164,12 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     if with_vectors:
         per_vector = max(1, (len(blob) - vectors.header_bytes(ref.vectors)) // max(ref.vectors.count, 1))
         room = board.flash_bytes - (len(blob) - per_vector * ref.vectors.count) - ir.size_bytes - 64 * 1024
-        raise TfgenError(f"{with_vectors}: the firmware carries its test vectors",
-                         f"pass fewer --vectors (each is {per_vector:,} B; about {max(room // per_vector, 0)} fit), "
-                         "or verify on host")
-    project = plan.make_plan(ir, board, ref.arena.min_bytes, tree, ref.vectors.count, command, cmsis=cmsis)
+        fewer = (f"pass fewer --vectors (each is {per_vector:,} B; about {room // per_vector} fit)"
+                 if room >= per_vector else "not one vector fits beside the model")
+        raise DoesNotFit(f"{with_vectors}: the firmware carries its test vectors", f"{fewer}, or verify on host")
+    measured = arena if arena is not None else ref.arena.min_bytes
+    source = "measured on the target, with these kernels" if arena is not None else plan.HOST_ARENA
+    project = plan.make_plan(ir, board, measured, tree, ref.vectors.count, command, source, cmsis=cmsis)
     files = render.render_project(project, board, model, blob)
     private = out is None
     out = out or work_dir(ir, board.name) / "project"
@@ -170,6 +178,40 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
                     tree.version, ir, model,
                     f"cmsis-nn ({project.cmsis_nn_version})" if project.cmsis_nn_version else project.kernels, project.optimized_ops,
                     (note,) if note else (), private)
+
+
+ARENA_TOO_SMALL = "AllocateTensors failed: the tensor arena"
+
+
+def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
+           cmsis_nn_dir: Path | None = None, kernels: str | None = None) -> tuple[Prepared, VerifyResult]:
+    """prepare + build_and_run; where the arena from the oracle's measurement (TFLM's reference kernels)
+    is too small for the firmware's kernels (CMSIS-NN's scratch buffers), the arena the firmware needs
+    is measured on the target and the model verified with it, and the report says so."""
+    def run(arena: int | None = None) -> tuple[Prepared, VerifyResult]:
+        prep = prepare(ir, model, board, inputs, tflm_dir, command, cmsis_nn_dir=cmsis_nn_dir, kernels=kernels,
+                       arena=arena)
+        try:
+            return prep, build_and_run(prep)
+        except BaseException:
+            cleanup(prep)
+            raise
+    prep, result = run()
+    if not any(e.startswith(ARENA_TOO_SMALL) for e in result.log.errors):
+        return prep, result
+    cleanup(prep)
+    probe, measured = run(min(board.ram_bytes // 2, max(16 * prep.arena_size, 1 << 20)))
+    cleanup(probe)
+    needed = _int(measured.log.summary.get("arena_used"))
+    if not needed:
+        return run()
+    final, result = run(needed)
+    which = "CMSIS-NN" if final.kernels.startswith("cmsis-nn") else final.kernels
+    note = (f"the arena sized from the oracle's measurement ({prep.arena_size:,} B, TFLM's reference kernels) is "
+            f"too small for {which} on {board.name}: the firmware needs {needed:,} B (its kernels' scratch "
+            f"buffers), measured on the target and verified with it; generate this model's {which} projects "
+            f"with --arena-from {needed}")
+    return final, dataclasses.replace(result, notes=result.notes + (note,), arena_needed=needed)
 
 
 def build_and_run(prep: Prepared) -> VerifyResult:
@@ -195,11 +237,6 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     return VerifyResult(prep.board.name, prep.source, comparison, log, built, seconds, prep.arena_size,
                         prep.host_arena, prep.tflm, oracle_version, result.returncode,
                         instructions, tuple(notes), prep.kernels, prep.optimized_ops, flash)
-
-
-def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None,
-           command: str) -> VerifyResult:
-    return build_and_run(prepare(ir, model, board, inputs, tflm_dir, command))
 
 
 def per_op(prep: Prepared, vector: int) -> OpDivergence:

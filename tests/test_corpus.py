@@ -86,6 +86,8 @@ def test_every_model_runs_end_to_end(name, tmp_path):
             assert key.startswith("mps2_an386/") and "does not fit mps2_an386's" in v["error"], v
             continue
         assert v["ok"], f"{key}: {v}"
+        if v["arena_needed_on_target"]:         # CMSIS-NN's scratch: measured on the target, and said so
+            assert key.endswith("/cmsis-nn") and f"--arena-from {v['arena_needed_on_target']}" in " ".join(v["notes"])
         assert v["mismatched_bytes"] == 0 and not v["firmware_errors"], f"{key}: {v}"
         assert 0 < v["arena_used_bytes"] <= v["arena_size"], f"{key}: {v}"
         if key.startswith("mps2_an386/"):
