@@ -171,7 +171,10 @@ def main(argv=None) -> int:
               f"{tree.version}, {cmsis.version}, oracle tflite_micro {oracle.tflm_version()}; "
               f"{platform.machine()}. Cells: byte-exact against the oracle or the bytes that differ, the 32-bit "
               "(QEMU) or 64-bit (host) arena TFLM used, instructions per inference (QEMU -icount), flash of the "
-              "image. Random vectors (seed 0): 100, fewer for the largest models (`vectors` in --json).")
+              "test image (with its embedded vectors). Random vectors (seed 0): 100, fewer for the largest "
+              "models (`vectors` in --json). \"needs --arena-from N\": CMSIS-NN's scratch buffers need more "
+              "arena than the oracle measured with the reference kernels; verified with N, measured on the "
+              "target.")
     args.markdown.write_text(markdown(rows, header), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
