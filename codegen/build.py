@@ -12,10 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen import elfsize, fit, hostbuild, proc
+from codegen import elfsize, hostbuild, proc
 from codegen.boards import Board
-from codegen.errors import DoesNotFit, TfgenError
-from codegen.ir import ModelIR
+from codegen.errors import TfgenError
 
 PIO_TIMEOUT_S = 3600
 OWN_BUILDER = {"host": hostbuild.HOST, "mps2_an386": hostbuild.QEMU_M4F}
@@ -36,12 +35,7 @@ def pio_env() -> dict[str, str]:
     return {**os.environ, "PLATFORMIO_SETTING_ENABLE_TELEMETRY": "No"}
 
 
-def build_project(project: Path, board: Board, ir: ModelIR | None = None) -> Firmware:
-    """``ir``: the project's model, checked first against what the board can hold at the least."""
-    too_big = fit.certainly_too_big(ir, board) if ir is not None else None
-    if too_big:
-        raise DoesNotFit(too_big, f"the project is generated in {project}; use a smaller model or a board with "
-                                  "more flash (`tfgen fit MODEL` compares them)")
+def build_project(project: Path, board: Board) -> Firmware:
     if board.name in OWN_BUILDER:
         built = hostbuild.build(project, test_mode=False, target=OWN_BUILDER[board.name])
         return Firmware(built.executable, elfsize.image_size(built.executable), "tfgen", built.seconds,

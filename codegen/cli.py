@@ -393,7 +393,7 @@ class Build(Command):
         from codegen.textreport import build_text
         board = boards.get_board(args.board, args.boards_dir)
         if (args.model / "platformio.ini").is_file() and (args.model / "src" / "tfgen_model.h").is_file():
-            project, ir = args.model, None              # a generated project: build it as it is
+            project = args.model                        # a generated project: build it as it is
         else:
             from codegen import render
             project = args.output or Path("build") / f"{args.model.stem}-{board.name}"
@@ -405,7 +405,6 @@ class Build(Command):
                 Path("build").mkdir(exist_ok=True)
             render.check_output_dir(project, args.force)
             model_path = self._int8_model(args, project)
-            ir = _load_ir(model_path)[1]
             gen = ["generate", str(model_path), "--board", board.name, "-o", str(project), "--force"]
             for opt in ("tflm_dir", "boards_dir", "kernels", "cmsis_nn_dir"):
                 if getattr(args, opt):
@@ -413,7 +412,7 @@ class Build(Command):
             gen_args = build_parser().parse_args(gen)
             with _quiet():
                 gen_args.handler.run(gen_args)
-        firmware = build.build_project(project, board, ir)
+        firmware = build.build_project(project, board)
         report = build.fit_report(project, board, firmware)
         emit(report, args.json, build_text)
         if not report["fits"]:
