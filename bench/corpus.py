@@ -143,7 +143,9 @@ def markdown(rows: list[dict], header: str) -> str:
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
-    from codegen import boards, cmsis_nn, oracle, tflm_tree
+    from codegen.project import boards
+    from codegen.toolchain import cmsis_nn, tflm_tree
+    from codegen.oracle import oracle
     found = models()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", choices=sorted(found), default=sorted(found))

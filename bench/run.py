@@ -32,8 +32,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codegen import boards, build, cmsis_nn, inspection, plan, reference, render, tflm_tree, verify  # noqa: E402
-from codegen.tflm_ops import load_op_set  # noqa: E402
+from codegen import verify  # noqa: E402
+from codegen.project import boards, plan, render
+from codegen.run import build
+from codegen.toolchain import cmsis_nn, tflm_tree
+from codegen.model import inspection
+from codegen.oracle import reference
+from codegen.model.tflm_ops import load_op_set  # noqa: E402
 
 SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "models"))
 MODELS = {"kws_ref_model": SHARED / "mlperf_tiny" / "kws_ref_model.tflite",
@@ -68,7 +73,7 @@ def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inpu
     count = 0
     if with_vectors:
         ref = reference.run_reference(ir, model, inputs, crosscheck=False)
-        from codegen import vectors as vec
+        from codegen.model import vectors as vec
         vectors, count = vec.encode(ref.vectors), ref.vectors.count
     p = plan.make_plan(ir, board, arena, tree, count, "bench", "bench: the 32-bit arena verify reported",
                        cmsis=cmsis)

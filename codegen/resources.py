@@ -11,6 +11,7 @@ from codegen.errors import TfgenError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RESOURCE_DIRS = ("templates", "firmware", "boards")
+DATA_DIR = PACKAGE_DIR / "data"          # tfgen's measured tables (codegen/data/*.json)
 
 
 def resource_dir(name: str) -> Path:

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from codegen import cmsis_nn as _cmsis_nn, tflm_tree as _tflm_tree
+from codegen.toolchain import cmsis_nn as _cmsis_nn, tflm_tree as _tflm_tree
 from codegen.errors import TfgenError
 
 REQUIRE_FULL_ENV = "TFGEN_REQUIRE_FULL"

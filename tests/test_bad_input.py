@@ -86,7 +86,7 @@ def work(tmp_path: Path) -> Path:
 
 
 def fb_schema():
-    from codegen.inspection import schema
+    from codegen.model.inspection import schema
     fb = schema()
     return fb
 
@@ -351,7 +351,7 @@ def test_reference_force_overwrites(work):
     assert "Traceback" not in r.stderr
     data = out.read_bytes()
     assert data.startswith(b"TFGV") and data != b"precious user data\n"
-    from codegen import vectors
+    from codegen.model import vectors
     vs = vectors.decode(data)
     assert vs.count == 2
     assert sorted(p.name for p in work.iterdir()) == ["vectors.bin"]     # no temporary file left

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from codegen import boards
-from codegen.boards import (ARENA_PLACEMENTS, CORES, KERNELS, Board, board_to_dict,
+from codegen.project import boards
+from codegen.project.boards import (ARENA_PLACEMENTS, CORES, KERNELS, Board, board_to_dict,
                             builtin_boards_dir, format_board_table, get_board, load_board_file,
                             load_boards)
 from codegen.errors import TfgenError

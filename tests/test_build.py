@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 import needs
-from codegen.boards import builtin_boards_dir
+from codegen.project.boards import builtin_boards_dir
 from conftest import model, run_tfgen
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_a_model_larger_than_the_boards_flash_is_refused_before_compiling(tmp_pa
 def test_a_linker_region_overflow_is_reported_as_not_fitting(tmp_path):
     """GNU ld's own overflow message, from a real link into a 1 KiB code region."""
     needs.tools("arm-none-eabi-gcc")
-    from codegen import hostbuild
+    from codegen.toolchain import builder
     from codegen.errors import DoesNotFit
     (tmp_path / "big.c").write_text("const unsigned char big[4096] = {1};\nint v = 3;\n"
                                     "int main(void) { return big[0] + v; }\nvoid _start(void) { main(); }\n")
@@ -86,13 +86,13 @@ def test_a_linker_region_overflow_is_reported_as_not_fitting(tmp_path):
         assert linked.returncode != 0 and "will not fit in region" in linked.stderr, linked.stderr
         assert ("overflowed by" in linked.stderr) == (kind == "count"), linked.stderr
         with pytest.raises(DoesNotFit) as err:
-            hostbuild._raise_if_overflowed(hostbuild.QEMU_M4F, linked.stderr)
+            builder._raise_if_overflowed(builder.QEMU_M4F, linked.stderr)
         message = err.value.message
         assert message.startswith("does not fit mps2_an386's flash") and "(linker: " in message, message
         if kind == "count":
             over = int(re.search(r"flash: ([\d,]+) bytes over", message).group(1).replace(",", ""))
             assert 4096 - 1024 <= over <= 4096 + 64
-    hostbuild._raise_if_overflowed(hostbuild.QEMU_M4F, "undefined reference to `foo'")   # not an overflow
+    builder._raise_if_overflowed(builder.QEMU_M4F, "undefined reference to `foo'")   # not an overflow
 
 
 def test_esp32_offline_says_what_is_missing_after_generating(tmp_path):
@@ -128,7 +128,7 @@ def test_a_keras_model_with_calibration_data_is_quantized_then_built(digits, tmp
     r = run_tfgen("build", digits / "model.keras", "--calib", digits / "calib.npy", "--board", "esp32",
                   "-o", out, timeout=900)
     int8 = tmp_path / "model_int8.tflite"
-    from codegen.inspection import firmware_problems, parse_model, quantization_kind
+    from codegen.model.inspection import firmware_problems, parse_model, quantization_kind
     ir = parse_model(int8.read_bytes(), int8.name)
     assert quantization_kind(ir) == "int8" and firmware_problems(ir) == []
     quantized = next(line for line in r.stderr.splitlines() if line.startswith("quantized"))

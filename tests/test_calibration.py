@@ -11,9 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from codegen import calibration, numerics, oracle
-from codegen.calibration import quant_mse, range_mse, range_percentile
-from codegen.inspection import firmware_problems, parse_model, quantization_kind
+from codegen.quantize import calibration
+from codegen.model import numerics
+from codegen.oracle import oracle
+from codegen.quantize.calibration import quant_mse, range_mse, range_percentile
+from codegen.model.inspection import firmware_problems, parse_model, quantization_kind
 from conftest import model, run_tfgen
 
 
@@ -69,7 +71,7 @@ def test_ranges_contain_zero_and_stay_within_minmax(method):
 # --- through the converter ------------------------------------------------------------------------
 
 def _quantize(model_path, calib_path, eval_path=None, labels=None, **options):
-    from codegen import quantize
+    from codegen.quantize import quantize
     return quantize.quantize(model_path, calib_path, quantize.Options(show_progress=False, **options),
                              eval_path, labels)
 
@@ -126,8 +128,8 @@ def test_each_method_sets_the_ranges_as_intended(digits, digits_with_outlier):
 @pytest.mark.slow
 def test_chosen_ranges_are_the_int8_models_ranges(digits, digits_with_outlier):
     """The range a method picks is what the converter quantizes with, as int8_params derives it."""
-    from codegen import quantize
-    from codegen.dataset import load
+    from codegen.quantize import quantize
+    from codegen.quantize.dataset import load
     src = quantize.open_source(digits / "model.keras")
     rows = load(digits_with_outlier, src.inputs, (0.0, 1.0))
     calibrated = quantize._calibrate(src, rows, quantize.Options(show_progress=False))
@@ -153,7 +155,7 @@ def test_minmax_is_the_converters_own_quantization(digits):
     """Calibrate, keep the ranges, quantize: the tensors and buffers of the plain converter."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
-    from codegen import quantize
+    from codegen.quantize import quantize
     tf = quantize.import_tensorflow()
     x = np.load(digits / "calib.npy")
     rows = x[: len(x) - int(round(len(x) * 0.2))][:500]              # what quantize() calibrates on
@@ -255,7 +257,7 @@ def test_report_layers_names_where_the_loss_is(sensor, tmp_path):
 
 
 def test_the_layer_report_runs_on_fewer_rows_for_big_activations(monkeypatch):
-    from codegen import layer_error
+    from codegen.quantize import layer_error
     ir = parse_model(model("kws_ref_model").read_bytes(), "kws")
     assert layer_error.rows_for(ir) == layer_error.MAX_ROWS
     monkeypatch.setattr(layer_error, "MEMORY_BUDGET", 1_000_000)

@@ -14,9 +14,9 @@ import needs
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
-from codegen.cgen import byte_array, comment_block, model_source
+from codegen.project.cgen import byte_array, comment_block, model_source
 from codegen.errors import TfgenError
-from codegen.naming import model_symbol_names
+from codegen.project.naming import model_symbol_names
 from conftest import model
 
 ARM_GXX = "arm-none-eabi-g++"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import needs
-from codegen import cmsis_nn, tflm_tree
+from codegen.toolchain import cmsis_nn, tflm_tree
 from codegen.errors import TfgenError
 from conftest import model, run_tfgen
 from test_cmsis_nn_fetch import cache  # noqa: F401  (empty cache, no setup, archives unreachable)

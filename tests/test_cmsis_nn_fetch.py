@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen import cmsis_nn, fetch
+from codegen.toolchain import cmsis_nn, fetch
 from codegen.errors import TfgenError
 
 TFLM, LIB = cmsis_nn.ARCHIVES

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import needs
-from codegen import boards
+from codegen.project import boards
 from conftest import REPO, SHARED_MODELS
 
 _spec = importlib.util.spec_from_file_location("corpus", REPO / "bench" / "corpus.py")
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 def opcodes_used(path: Path) -> list[str]:
     """The ops the model's operators use, in order of first use, read from the flatbuffer here."""
-    from codegen.inspection import schema
+    from codegen.model.inspection import schema
     fb = schema()
     m = fb.Model.GetRootAs(path.read_bytes(), 0)
     names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}

@@ -1,7 +1,7 @@
-"""firmware/: the quantize helpers against codegen.numerics, and every platform branch compiled.
+"""firmware/: the quantize helpers against codegen.model.numerics, and every platform branch compiled.
 
 The quantize/dequantize helpers run in a small driver (tests/firmware/quant_driver.cc) built with the
-host build's flags; their output is compared bit for bit with codegen.numerics, which is what
+host build's flags; their output is compared bit for bit with codegen.model.numerics, which is what
 `tfgen reference --inputs` uses. The harness is compiled (not linked) for each platform branch of
 tfgen_platform.cc and main.cpp, with stand-in Arduino/ESP-IDF headers, warnings as errors, against
 the contract's tfgen_model.h (tests/firmware/stubs/).
@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegen import hostbuild, numerics
+from codegen.toolchain import builder
+from codegen.model import numerics
 from codegen.resources import resource_dir
 import needs
-from codegen.tflm_tree import INCLUDE_DIRS
+from codegen.toolchain.tflm_tree import INCLUDE_DIRS
 
 HERE = Path(__file__).resolve().parent / "firmware"
 FIRMWARE = resource_dir("firmware")
@@ -35,10 +36,10 @@ def _compile(cmd: list[str], cwd: Path | None = None) -> None:
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory) -> Path:
-    if shutil.which(hostbuild.CXX) is None:
-        needs.tools(hostbuild.CXX)
+    if shutil.which(builder.CXX) is None:
+        needs.tools(builder.CXX)
     exe = tmp_path_factory.mktemp("quant") / "quant_driver"
-    _compile([hostbuild.CXX, *hostbuild.COMMON_FLAGS, *hostbuild.CXX_FLAGS, *hostbuild.APP_WARNINGS,
+    _compile([builder.CXX, *builder.COMMON_FLAGS, *builder.CXX_FLAGS, *builder.APP_WARNINGS,
               f"-I{FIRMWARE}", HERE / "quant_driver.cc", "-o", exe])
     return exe
 
@@ -128,11 +129,11 @@ def test_harness_compiles_on_every_platform_branch(tmp_path, compiler):
     """Warnings as errors, in test mode and in example mode, for the host and for a Cortex-M4."""
     includes = _tree_includes()
     if compiler == "host":
-        cmd = [hostbuild.CXX, *hostbuild.COMMON_FLAGS]
+        cmd = [builder.CXX, *builder.COMMON_FLAGS]
     else:
         needs.tools(ARM_GXX)
         cmd = [ARM_GXX, *ARM_FLAGS, "-DTF_LITE_STATIC_MEMORY"]
-    cmd += [*hostbuild.CXX_FLAGS, *hostbuild.APP_WARNINGS, "-pedantic", f"-I{FIRMWARE}",
+    cmd += [*builder.CXX_FLAGS, *builder.APP_WARNINGS, "-pedantic", f"-I{FIRMWARE}",
             f"-I{HERE / 'stubs'}", *includes]
     jobs = []
     for branch, defines in BRANCHES.items():
@@ -143,5 +144,5 @@ def test_harness_compiles_on_every_platform_branch(tmp_path, compiler):
             for f in files:
                 obj = tmp_path / f"{branch}-{len(mode)}-{f}.o"
                 jobs.append([*cmd, *defines, *mode, "-c", FIRMWARE / f, "-o", obj])
-    with ThreadPoolExecutor(max_workers=hostbuild.JOBS) as pool:
+    with ThreadPoolExecutor(max_workers=builder.JOBS) as pool:
         list(pool.map(_compile, jobs))

@@ -15,14 +15,16 @@ import pytest
 import needs
 from conftest import model
 
-from codegen import cmsis_nn, code_size, oracle
-from codegen.boards import get_board, load_boards
+from codegen.toolchain import cmsis_nn
+from codegen.project import code_size
+from codegen.oracle import oracle
+from codegen.project.boards import get_board, load_boards
 from codegen.errors import TfgenError
-from codegen.fit import (HARNESS_FLASH, STACK_BYTES, fit, fit_board, fit_to_dict,
+from codegen.project.fit import (HARNESS_FLASH, STACK_BYTES, fit, fit_board, fit_to_dict,
                          format_fit_table)
-from codegen.inspection import load_model_bytes, parse_model
-from codegen.plan import ARENA_MARGIN_PERCENT, arena_with_margin
-from codegen.tflm_ops import load_op_set
+from codegen.model.inspection import load_model_bytes, parse_model
+from codegen.project.plan import ARENA_MARGIN_PERCENT, arena_with_margin
+from codegen.model.tflm_ops import load_op_set
 
 SIZES = code_size.load_table()
 ARM_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
@@ -406,7 +408,7 @@ def test_estimate_bounds_a_real_cortex_m4f_build(measured, tmp_path, name, kerne
 def test_cmsis_nn_kernel_set_links_what_a_project_carries():
     """The wrapper in place of the reference file, the helpers kept, the library sources it reaches."""
     needs_cortex_m("cmsis-nn")
-    from codegen.tflm_tree import kernel_sources
+    from codegen.toolchain.tflm_tree import kernel_sources
     tree = needs.tflm()
     kernel_set = _kernel_set("cmsis-nn")
     files = kernel_set.files(tree, ["CONV_2D"])

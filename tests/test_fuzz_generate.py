@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import needs
-from codegen import boards, inspection, plan, render
+from codegen.project import boards, plan, render
+from codegen.model import inspection
 from codegen.errors import TfgenError
-from codegen.tflm_tree import INCLUDE_DIRS
+from codegen.toolchain.tflm_tree import INCLUDE_DIRS
 from conftest import REPO, SHARED_MODELS
 from test_fuzz_inspect import HANG_GUARD_S, _Hang, check_message, hang_guard, random_mutation
 

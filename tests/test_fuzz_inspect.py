@@ -31,9 +31,9 @@ from pathlib import Path
 
 import pytest
 
-from codegen import inspection
+from codegen.model import inspection
 from codegen.errors import TfgenError
-from codegen.textreport import inspect_text
+from codegen.cli.textreport import inspect_text
 from conftest import REPO
 from conftest import model as shared_model
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 import needs
-from codegen import boards as boards_mod
-from codegen.inspection import parse_model
-from codegen.tflm_tree import ENV_VAR
+from codegen.project import boards as boards_mod
+from codegen.model.inspection import parse_model
+from codegen.toolchain.tflm_tree import ENV_VAR
 from conftest import model, run_tfgen
 from test_cgen import ARM_GXX, ARM_FLAGS, WARNINGS, _elf_symbols
 

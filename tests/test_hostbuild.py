@@ -1,4 +1,4 @@
-"""The host build (codegen.hostbuild) of generated projects: replayed and compared byte for byte with
+"""The host build (codegen.toolchain.builder) of generated projects: replayed and compared byte for byte with
 the oracle's test vectors, and its object cache.
 
 Projects come from `tfgen generate --board host` with 20 vectors from `tfgen reference`. The object
@@ -17,7 +17,9 @@ import pytest
 
 import needs
 
-from codegen import hostbuild, replay, vectors
+from codegen.toolchain import builder
+from codegen.run import replay
+from codegen.model import vectors
 from codegen.errors import TfgenError
 from conftest import model, run_tfgen
 
@@ -26,14 +28,14 @@ VECTORS = 20
 
 @pytest.fixture(autouse=True)
 def _host_compiler():
-    needs.tools(hostbuild.CXX)
+    needs.tools(builder.CXX)
 
 
 @dataclass
 class Project:
     path: Path
     vectors: Path
-    first_build: hostbuild.HostBuild | None = None
+    first_build: builder.HostBuild | None = None
 
 
 class Projects:
@@ -69,20 +71,20 @@ class Projects:
                   f"({'warm' if b.warm else 'cold'}: {len(b.compiled)} compiled, {len(b.reused)} reused)")
         return project
 
-    def build(self, path: Path, **kwargs) -> hostbuild.HostBuild:
-        return hostbuild.build(path, cache=self.cache, **kwargs)
+    def build(self, path: Path, **kwargs) -> builder.HostBuild:
+        return builder.build(path, cache=self.cache, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory) -> Projects:
     tree = needs.tflm().root
-    cache = os.environ.get(hostbuild.CACHE_ENV_VAR)
+    cache = os.environ.get(builder.CACHE_ENV_VAR)
     return Projects(tmp_path_factory.mktemp("hostbuild"), tree,
                     Path(cache) if cache else tmp_path_factory.mktemp("objects"))
 
 
 def _replay(program: Path, tfgv: Path) -> tuple[replay.ReplayLog, replay.Comparison, int]:
-    r = hostbuild.run_program(program)
+    r = builder.run_program(program)
     log = replay.parse(r.stdout)
     vs = vectors.read(tfgv)
     comparison = replay.compare(vs, log)
@@ -158,7 +160,7 @@ def test_a_header_that_does_not_describe_the_model_is_caught_at_start(projects, 
     wrong = re.sub(r", (-?\d+)\},$", lambda m: f", {int(m.group(1)) + 1}}},", inputs, count=1, flags=re.M)
     assert wrong != inputs
     source.write_text(text.replace(inputs, wrong))                # the input's zero point, off by one
-    r = hostbuild.run_program(projects.build(path).executable)
+    r = builder.run_program(projects.build(path).executable)
     log = replay.parse(r.stdout)
     assert r.returncode == 1 and log.result == "error" and not log.outputs
     assert any(e.startswith("input 0") and "zero point" in e for e in log.errors), log.errors
@@ -168,7 +170,7 @@ def test_vectors_of_another_model_are_refused_by_the_firmware(projects, tmp_path
     path = _copy(projects.get("hello_world_int8"), tmp_path)
     other = projects.get("ad01_int8").path / "src" / "tfgen_vectors.cc"
     shutil.copyfile(other, path / "src" / "tfgen_vectors.cc")
-    r = hostbuild.run_program(projects.build(path).executable)
+    r = builder.run_program(projects.build(path).executable)
     log = replay.parse(r.stdout)
     assert r.returncode == 1 and log.result == "error" and not log.outputs
     assert any("sha256" in e for e in log.errors), log.errors
@@ -177,7 +179,7 @@ def test_vectors_of_another_model_are_refused_by_the_firmware(projects, tmp_path
 def test_the_example_main_runs_outside_test_mode(projects, tmp_path):
     project = projects.get("hello_world_int8")
     build = projects.build(project.path, output=tmp_path / "example", test_mode=False)
-    r = hostbuild.run_program(build.executable)
+    r = builder.run_program(build.executable)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "arena_used=" in r.stdout
     frames = re.findall(r"^frame (\d+) output 0 \(.*\): (-?\d+\.\d{4}) max at 0 \(\d+ us\)$", r.stdout, re.M)
@@ -204,28 +206,28 @@ def _tiny_project(root: Path) -> Path:
 
 def test_a_changed_header_recompiles_exactly_the_files_that_include_it(tmp_path):
     project, cache = _tiny_project(tmp_path / "p"), tmp_path / "cache"
-    first = hostbuild.build(project, cache=cache)
+    first = builder.build(project, cache=cache)
     assert sorted(first.compiled) == ["lib/tflm/tensorflow/lib.cc", "src/main.cpp", "src/other.cc"]
-    assert hostbuild.build(project, cache=cache).compiled == ()
+    assert builder.build(project, cache=cache).compiled == ()
     (project / "src" / "shared.h").write_text("inline constexpr int kValue = 1;\n")
-    assert hostbuild.build(project, cache=cache).compiled == ("src/main.cpp",)
+    assert builder.build(project, cache=cache).compiled == ("src/main.cpp",)
     (project / "lib/tflm/tensorflow/lib.h").write_text("inline constexpr int kLib = 2;\n")
-    changed = hostbuild.build(project, cache=cache)
+    changed = builder.build(project, cache=cache)
     assert changed.compiled == ("lib/tflm/tensorflow/lib.cc",)
-    assert hostbuild.run_program(changed.executable).returncode == 3
+    assert builder.run_program(changed.executable).returncode == 3
     (project / "src" / "shared.h").write_text("inline constexpr int kValue = 0;\n")
-    back = hostbuild.build(project, cache=cache)      # an earlier header state is still cached
-    assert back.compiled == () and hostbuild.run_program(back.executable).returncode == 2
+    back = builder.build(project, cache=cache)      # an earlier header state is still cached
+    assert back.compiled == () and builder.run_program(back.executable).returncode == 2
     moved = tmp_path / "elsewhere"
     shutil.copytree(project, moved, ignore=shutil.ignore_patterns("build"))
-    assert hostbuild.build(moved, cache=cache).compiled == ()   # keys hold no absolute paths
+    assert builder.build(moved, cache=cache).compiled == ()   # keys hold no absolute paths
 
 
 def test_a_compile_error_names_the_file_and_its_first_error(tmp_path):
     project = _tiny_project(tmp_path / "p")
     (project / "src" / "other.cc").write_text("int other() { return undeclared_name; }\nint x = ;\n")
     with pytest.raises(TfgenError) as err:
-        hostbuild.build(project, cache=tmp_path / "cache")
+        builder.build(project, cache=tmp_path / "cache")
     assert err.value.message.startswith("src/other.cc does not compile")
     assert "'undeclared_name' was not declared" in err.value.message and "x = " not in err.value.message
 
@@ -236,12 +238,12 @@ def test_our_sources_are_held_to_warnings_as_errors(tmp_path):
     (project / "lib/tflm/tensorflow/lib.cc").write_text(
         '#include "tensorflow/lib.h"\nint lib() { int unused = 0; return kLib; }\n')
     with pytest.raises(TfgenError, match=r"^src/other.cc does not compile.*unused variable"):
-        hostbuild.build(project, cache=tmp_path / "cache")
+        builder.build(project, cache=tmp_path / "cache")
 
 
 def test_a_directory_that_is_no_project_is_refused(tmp_path):
     with pytest.raises(TfgenError, match="no src/ directory"):
-        hostbuild.build(tmp_path, cache=tmp_path / "cache")
+        builder.build(tmp_path, cache=tmp_path / "cache")
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -252,4 +254,4 @@ def test_a_directory_that_is_no_project_is_refused(tmp_path):
     ("/tmp/x/out.o: a.cc\r\n", ["a.cc"]),
 ])
 def test_depfiles_are_read_as_make_writes_them(text, expected):
-    assert hostbuild.parse_depfile(text) == expected
+    assert builder.parse_depfile(text) == expected

@@ -1,5 +1,5 @@
 """A model file name and an -o name crafted to inject code or build configuration are rendered for
-each language of the project (codegen/escape.py): every file parses (the compiler builds and runs the
+each language of the project (codegen/project/escape.py): every file parses (the compiler builds and runs the
 firmware, PlatformIO's own reader, json.loads, compote) with the same sections, keys and lines as for
 a plain name, and nothing of the name becomes a line of its own."""
 from __future__ import annotations
@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import needs
-from codegen import hostbuild, replay, vectors
+from codegen.toolchain import builder
+from codegen.run import replay
+from codegen.model import vectors
 from conftest import model, run_tfgen
 
 # A newline-separated payload for every language: a C #error, an INI section with a PlatformIO
@@ -88,8 +90,8 @@ def test_a_project_with_hostile_names_builds_and_replays_on_the_host(tmp_path):
     r = run_tfgen("reference", src, "--vectors", 5, "-o", tfgv, "--no-crosscheck")
     assert r.returncode == 0, r.stderr
     project = _generate(tmp_path, HOSTILE, "host", tfgv)
-    built = hostbuild.build(project)
-    run = hostbuild.run_program(built.executable)
+    built = builder.build(project)
+    run = builder.run_program(built.executable)
     log = replay.parse(run.stdout)
     assert (run.returncode, log.result, log.errors) == (0, "pass", ()), run.stdout + run.stderr
     assert replay.compare(vectors.read(tfgv), log).ok

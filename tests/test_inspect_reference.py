@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from codegen import vectors
+from codegen.model import vectors
 from conftest import model, run_tfgen
 
 EXPECTED_OPS = {
@@ -78,7 +78,7 @@ REPLAY = """
 import sys
 import numpy as np
 from tflite_micro import runtime
-from codegen import vectors
+from codegen.model import vectors
 vs = vectors.read(sys.argv[2])
 it = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=1 << 20)
 bad = 0

@@ -12,7 +12,7 @@ import pytest
 
 import needs
 
-from codegen.naming import (AVOIDED_NAMES, C_KEYWORDS, CXX_KEYWORDS, MAX_IDENTIFIER_LEN,
+from codegen.project.naming import (AVOIDED_NAMES, C_KEYWORDS, CXX_KEYWORDS, MAX_IDENTIFIER_LEN,
                             c_comment, c_identifier, c_string_bytes, c_string_literal,
                             model_symbol_names)
 

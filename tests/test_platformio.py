@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 
 import needs
-from codegen import replay, vectors, verify
+from codegen.run import replay, verify
+from codegen.model import vectors
 from conftest import model, run_tfgen
 
 pytestmark = pytest.mark.slow

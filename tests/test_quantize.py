@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from codegen.inspection import firmware_problems, parse_model, quantization_kind
+from codegen.model.inspection import firmware_problems, parse_model, quantization_kind
 from conftest import model, run_tfgen
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import needs
-from codegen import hostbuild, tflm_fetch
+from codegen.toolchain import builder, tflm_fetch
 from conftest import REPO, model
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,10 @@ def test_concurrent_verifies_of_one_model_give_the_sequential_answers(tflm_root,
 
 
 def test_each_verify_has_a_private_work_directory_inside_the_cache(tflm_root, tmp_path, monkeypatch):
-    from codegen import boards, inspection, reference, verify
+    from codegen.project import boards
+    from codegen.model import inspection
+    from codegen.oracle import reference
+    from codegen.run import verify
     cache = tmp_path / "cache"
     monkeypatch.setenv("TFGEN_CACHE_DIR", str(cache))
     data = model("hello_world_int8").read_bytes()
@@ -114,16 +117,16 @@ def test_a_modified_cached_object_is_compiled_again(tflm_root, tmp_path):
     r = subprocess.run([sys.executable, "-m", "codegen", "generate", str(model("hello_world_int8")), "--board", "host",
                         "-o", str(project)], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    first = hostbuild.build(project, cache=cache, test_mode=False)
+    first = builder.build(project, cache=cache, test_mode=False)
     objects = sorted((cache / "o").rglob("*.o"))
     assert len(objects) == len(first.compiled) > 10
     victim = objects[len(objects) // 2]
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    second = hostbuild.build(project, cache=cache, test_mode=False)
+    second = builder.build(project, cache=cache, test_mode=False)
     assert len(second.compiled) == 1 and victim.read_bytes() != bytes(data)
-    assert len(hostbuild.build(project, cache=cache, test_mode=False).compiled) == 0
+    assert len(builder.build(project, cache=cache, test_mode=False).compiled) == 0
 
 
 def _compilers_of(cache: Path) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codegen import tflm_fetch, tflm_tree
+from codegen.toolchain import tflm_fetch, tflm_tree
 from codegen.errors import TfgenError
 
 

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from codegen import numerics, tflm_ops, vectors
+from codegen.model import numerics, tflm_ops, vectors
 from codegen.errors import TfgenError
-from codegen.inspection import firmware_problems, parse_model, quantization_kind
+from codegen.model.inspection import firmware_problems, parse_model, quantization_kind
 from conftest import model
 
 

@@ -11,7 +11,10 @@ import pytest
 
 import needs
 
-from codegen import boards, inspection, reference, verify
+from codegen.project import boards
+from codegen.model import inspection
+from codegen.oracle import reference
+from codegen.run import verify
 from conftest import model, run_tfgen
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("tflm_root")]

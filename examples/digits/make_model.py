@@ -12,7 +12,7 @@ import numpy as np
 
 
 def train(out_dir: Path) -> Path:
-    from codegen.quantize import import_tensorflow
+    from codegen.quantize.tfimport import import_tensorflow
     import_tensorflow()                     # TensorFlow without its C++ start-up chatter
     import keras
     from sklearn.datasets import load_digits

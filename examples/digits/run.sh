@@ -26,7 +26,7 @@ step "generate the ESP32 project (ESP-IDF + esp-tflite-micro)"
 # Building needs TFLM's C++ sources: TFGEN_TFLM_DIR, the cache, or the pinned download.
 find_tflm='
 import sys
-from codegen import tflm_tree
+from codegen.toolchain import tflm_tree
 from codegen.errors import TfgenError
 try:
     print(tflm_tree.resolve().version)

@@ -46,7 +46,7 @@ def signals(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def train(out_dir: Path) -> Path:
-    from codegen.quantize import import_tensorflow
+    from codegen.quantize.tfimport import import_tensorflow
     import_tensorflow()                     # TensorFlow without its C++ start-up chatter
     import keras
 

@@ -12,12 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen import elfsize, hostbuild, proc
-from codegen.boards import Board
+from codegen.toolchain import elfsize, builder, proc
+from codegen.project.boards import Board
 from codegen.errors import TfgenError
 
 PIO_TIMEOUT_S = 3600
-OWN_BUILDER = {"host": hostbuild.HOST, "mps2_an386": hostbuild.QEMU_M4F}
+OWN_BUILDER = {"host": builder.HOST, "mps2_an386": builder.QEMU_M4F}
 _PIO_OFFLINE = re.compile(r"HTTPClientError|Could not resolve host|Max retries exceeded|"
                           r"(?i:internet connection)|UnknownPackageError|PackageException", re.I)
 
@@ -37,7 +37,7 @@ def pio_env() -> dict[str, str]:
 
 def build_project(project: Path, board: Board) -> Firmware:
     if board.name in OWN_BUILDER:
-        built = hostbuild.build(project, test_mode=False, target=OWN_BUILDER[board.name])
+        built = builder.build(project, test_mode=False, target=OWN_BUILDER[board.name])
         return Firmware(built.executable, elfsize.image_size(built.executable), "tfgen", built.seconds,
                         len(built.compiled))
     return _pio_build(project, board)

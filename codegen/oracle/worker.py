@@ -1,7 +1,7 @@
-"""Runs interpreters on untrusted models, inside a child process (see ``codegen.oracle``).
+"""Runs interpreters on untrusted models, inside a child process (see ``codegen.oracle.oracle``).
 
 A malformed model can crash TFLM's C++ code (segfault) or make it loop; doing that here turns the crash
-into an error message in the parent. Invoked as ``python -m codegen.worker TASK REQUEST.json``; the
+into an error message in the parent. Invoked as ``python -m codegen.oracle.worker TASK REQUEST.json``; the
 request names the model and array files, the result is written next to them as ``result.json`` (and
 ``outputs.npz``). Exit status 3 means a reported failure (see ``result.json``'s ``error``).
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.proc import native_stderr
+from codegen.toolchain.proc import native_stderr
 
 ARENA_ALIGN = 16
 MAX_ARENA = 1 << 30

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 
-from codegen.naming import c_comment, c_string_literal, one_line
+from codegen.project.naming import c_comment, c_string_literal, one_line
 
 
 def hash_comment(text: object) -> str:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import proc
+from codegen.toolchain import proc
 from codegen.errors import TfgenError
-from codegen.ir import ModelIR
+from codegen.model.ir import ModelIR
 
 ARENA_TIMEOUT_S = 300
 MAX_ARENA_RESTARTS = 48
@@ -63,7 +63,7 @@ def _run(task: str, ir: ModelIR, model: bytes, extra: dict, inputs: list[np.ndar
         np.savez(d / "inputs.npz", **{f"in{i}": a for i, a in enumerate(inputs)})
         req["inputs"] = str(d / "inputs.npz")
     (d / "request.json").write_text(json.dumps(req))
-    result = proc.run([sys.executable, "-m", "codegen.worker", task, str(d / "request.json")],
+    result = proc.run([sys.executable, "-m", "codegen.oracle.worker", task, str(d / "request.json")],
                       what=f"{what} on {ir.source}", timeout=timeout, check=False, hint=CRASH_HINT)
     reply = d / "result.json"
     if result.returncode == 3 and reply.is_file():

@@ -12,8 +12,8 @@ from math import prod
 from pathlib import Path
 
 from codegen.errors import TfgenError
-from codegen.ir import FLOAT_TYPES, ModelIR, Operator, OpUse, Quantization, Tensor
-from codegen.tflm_ops import load_op_set
+from codegen.model.ir import FLOAT_TYPES, ModelIR, Operator, OpUse, Quantization, Tensor
+from codegen.model.tflm_ops import load_op_set
 
 # Ops whose presence means variables were not frozen into constants.
 VARIABLE_OPS = frozenset({"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"})

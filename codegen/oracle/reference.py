@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import numerics, oracle
+from codegen.model import numerics
+from codegen.oracle import oracle
 from codegen.errors import TfgenError
-from codegen.ir import ModelIR
-from codegen.vectors import VectorSet, model_digest, spec_of
+from codegen.model.ir import ModelIR
+from codegen.model.vectors import VectorSet, model_digest, spec_of
 
 
 @dataclass(frozen=True)

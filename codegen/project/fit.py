@@ -7,7 +7,7 @@ framework's own code where a figure is known. RAM = the tensor arena (the 64-bit
 ``oracle.measure_arena``, an upper bound for 32-bit targets, plus the generator's margin,
 ``plan.arena_with_margin``) + the runtime's static RAM + resolver slots + a stack allowance. With
 ``arena_placement = "psram"`` the arena counts against ``psram_bytes``. Code sizes come from
-``codegen/data/code_size.json`` (``python -m codegen.code_size``), for the kernel set a build would
+``codegen/data/code_size.json`` (``python -m codegen.project.code_size``), for the kernel set a build would
 use: CMSIS-NN's figures on the boards whose kernels are cmsis-nn (M4F, M7), unless ``--kernels
 reference``; the reference kernels' elsewhere. Only the table is read: fit needs no CMSIS-NN sources.
 """
@@ -16,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from codegen import cmsis_nn
-from codegen.boards import Board
-from codegen.code_size import load_table, ops_flash
+from codegen.toolchain import cmsis_nn
+from codegen.project.boards import Board
+from codegen.project.code_size import load_table, ops_flash
 from codegen.errors import DoesNotFit, TfgenError
-from codegen.ir import ModelIR
-from codegen.plan import ARENA_ALIGN, ARENA_MARGIN_PERCENT, arena_with_margin  # the generator's margin
-from codegen.textreport import table
+from codegen.model.ir import ModelIR
+from codegen.project.plan import ARENA_ALIGN, ARENA_MARGIN_PERCENT, arena_with_margin  # the generator's margin
+from codegen.cli.textreport import table
 
 # Stack for main + MicroInterpreter::Invoke + a reference kernel: an allowance, not a measurement.
 # GCC's -fstack-usage puts TFLM's largest single frames at ~1.3 KiB (FullyConnectedEval, ConvEval:
@@ -101,7 +101,7 @@ def _core_figures(core: str, kernels: str, sizes: dict) -> tuple[dict | None, st
     cores = sizes["cores"]
     if kernels == "cmsis-nn" and CMSIS_NN_KEY not in sizes:
         raise TfgenError("the code-size table has no CMSIS-NN figures (no cmsis-nn section)",
-                         "regenerate codegen/data/code_size.json with python -m codegen.code_size "
+                         "regenerate codegen/data/code_size.json with python -m codegen.project.code_size "
                          "--cmsis-nn-dir DIR, or pass --kernels reference")
     cmsis = sizes[CMSIS_NN_KEY]["cores"] if kernels == "cmsis-nn" else {}
     if core == "host":
@@ -168,7 +168,7 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
         missing = [op for op in op_names if op not in figures["ops"]]
         if missing:
             raise TfgenError(f"{ir.source}: no code size known for op {', '.join(missing)}",
-                             "regenerate codegen/data/code_size.json with python -m codegen.code_size")
+                             "regenerate codegen/data/code_size.json with python -m codegen.project.code_size")
         flash["runtime"] = figures["runtime_flash"]
         flash["ops"] = ops_flash(figures, op_names)
         flash["harness"] = round(HARNESS_FLASH * figures.get("factor", 1))

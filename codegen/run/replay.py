@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from codegen.errors import TfgenError
-from codegen.vectors import VectorSet
+from codegen.model.vectors import VectorSet
 
 _OUT = re.compile(r"^out (\d+) (\d+) ([0-9a-f]*)$")
 _OPOUT = re.compile(r"^opout (\d+) (\d+) (\d+) ([0-9a-f]*)$")

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import jinja2
 
-from codegen import cgen, escape
-from codegen.naming import one_line
-from codegen.boards import Board
+from codegen.project import cgen, escape
+from codegen.project.naming import one_line
+from codegen.project.boards import Board
 from codegen.errors import TfgenError
-from codegen.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
+from codegen.project.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
 from codegen.resources import resource_dir
-from codegen.tflm_fetch import PINNED_VERSION
-from codegen.tflm_tree import NOT_COMPILED_DIRS
+from codegen.toolchain.tflm_fetch import PINNED_VERSION
+from codegen.toolchain.tflm_tree import NOT_COMPILED_DIRS
 
 Content = str | bytes | Path          # Path: copy that file
 

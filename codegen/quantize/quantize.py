@@ -9,22 +9,24 @@ model as TFLM runs it; ``layer_error`` does so layer by layer.
 """
 from __future__ import annotations
 
-import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from codegen import calibration, dataset, layer_error, numerics, oracle, proc
-from codegen.calibration import DEFAULT_PERCENTILE
-from codegen.dataset import InputSpec
+from codegen.quantize import calibration, dataset, layer_error
+from codegen.model import numerics
+from codegen.oracle import oracle
+from codegen.toolchain import proc
+from codegen.quantize.calibration import DEFAULT_PERCENTILE
+from codegen.quantize.dataset import InputSpec
 from codegen.errors import TfgenError
-from codegen.inspection import firmware_problems, parse_model
-from codegen.ir import ModelIR
+from codegen.quantize.tfimport import import_tensorflow
+from codegen.model.inspection import firmware_problems, parse_model
+from codegen.model.ir import ModelIR
 from codegen.progress import Progress
-from codegen.worker import run_tflite
+from codegen.oracle.worker import run_tflite
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 MAX_EVAL_ROWS = 1000
@@ -59,18 +61,6 @@ class Result:
     model: bytes
     ir: ModelIR
     report: dict = field(default_factory=dict)
-
-
-def import_tensorflow():
-    """TensorFlow, imported without the C++ start-up chatter it prints on stderr."""
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    chatter: list[str] = []
-    with proc.native_stderr(chatter):
-        import tensorflow as tf
-    tf.get_logger().setLevel("ERROR")
-    return tf
 
 
 class _Source:

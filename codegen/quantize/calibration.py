@@ -31,11 +31,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from codegen import numerics, proc
+from codegen.model import numerics
+from codegen.toolchain import proc
 from codegen.errors import TfgenError
 
 METHODS = ("minmax", "percentile", "mse")
-CHOICES = (*METHODS, "auto")           # auto: try them all, keep the best (codegen.quantize)
+CHOICES = (*METHODS, "auto")           # auto: try them all, keep the best (codegen.quantize.quantize)
 DEFAULT_PERCENTILE = 99.99
 SAMPLE_CAP = 1 << 17            # values kept per tensor for percentile and mse
 SEED = 0
@@ -62,7 +63,7 @@ class Observed:
 # --- the converter's flow ------------------------------------------------------------------------
 
 def _tf():
-    from codegen.quantize import import_tensorflow
+    from codegen.quantize.tfimport import import_tensorflow
     return import_tensorflow()
 
 

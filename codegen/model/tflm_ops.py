@@ -4,7 +4,7 @@ The table is derived from TFLM's own source, ``MicroMutableOpResolver``'s ``Add*
 ``tensorflow/lite/micro/micro_mutable_op_resolver.h``, and committed as ``data/tflm_ops.json`` so that
 tfgen knows the op set without a TFLM tree. Regenerate it from a tree with::
 
-    python -m codegen.tflm_ops --tflm-dir PATH/TO/esp-tflite-micro > codegen/data/tflm_ops.json
+    python -m codegen.model.tflm_ops --tflm-dir PATH/TO/esp-tflite-micro > codegen/data/tflm_ops.json
 """
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from codegen.errors import TfgenError
+from codegen.resources import DATA_DIR
 
 RESOLVER_HEADER = "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-DATA_FILE = Path(__file__).parent / "data" / "tflm_ops.json"
+DATA_FILE = DATA_DIR / "tflm_ops.json"
 
 _METHOD = re.compile(r"TfLiteStatus\s+(Add\w+)\s*\(")
 _BUILTIN = re.compile(r"AddBuiltin\(\s*BuiltinOperator_(\w+)")
@@ -77,7 +78,7 @@ def derive_from_tree(tflm_dir: Path) -> dict:
 
 
 def _describe_tree(tflm_dir: Path) -> str:
-    from codegen.tflm_fetch import tree_version
+    from codegen.toolchain.tflm_fetch import tree_version
     version = tree_version(tflm_dir)
     return f"{version}: {RESOLVER_HEADER}" if version else f"TFLM tree: {RESOLVER_HEADER}"
 

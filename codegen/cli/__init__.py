@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 from codegen import __version__
-from codegen.calibration import CHOICES as CALIBRATIONS, DEFAULT_PERCENTILE
+from codegen.quantize.calibration import CHOICES as CALIBRATIONS, DEFAULT_PERCENTILE
 from codegen.errors import DoesNotFit, TfgenError
 
 
@@ -116,8 +116,8 @@ class Quantize(Command):
         p.add_argument("--force", action="store_true", help="overwrite OUT.tflite if it exists")
 
     def run(self, args):
-        from codegen import quantize
-        from codegen.textreport import quantize_text
+        from codegen.quantize import quantize
+        from codegen.cli.textreport import quantize_text
         check_output(args.output, args.force)
         if args.labels and not args.eval:
             raise TfgenError("--labels needs --eval: labels describe the evaluation data",
@@ -150,7 +150,7 @@ def _range(text: str) -> tuple[float, float]:
 
 
 def _load_ir(path: Path):
-    from codegen.inspection import load_model_bytes, parse_model
+    from codegen.model.inspection import load_model_bytes, parse_model
     model = load_model_bytes(path)
     return model, parse_model(model, path.name)
 
@@ -167,8 +167,9 @@ class Inspect(Command):
                        help="report on float/hybrid models instead of refusing them")
 
     def run(self, args):
-        from codegen import inspection, oracle
-        from codegen.textreport import inspect_text
+        from codegen.model import inspection
+        from codegen.oracle import oracle
+        from codegen.cli.textreport import inspect_text
         model, ir = _load_ir(args.model)
         if not args.allow_float:
             inspection.require_tflm_int8(ir)
@@ -194,7 +195,7 @@ def _input_options(p) -> None:
 
 
 def _inputs(args, ir) -> list:
-    from codegen import reference
+    from codegen.oracle import reference
     if args.inputs:
         return reference.inputs_from_file(ir, args.inputs)
     return reference.random_inputs(ir, DEFAULT_VECTORS if args.vectors is None else args.vectors, args.seed)
@@ -214,8 +215,9 @@ class Reference(Command):
         p.add_argument("--force", action="store_true", help="overwrite VECTORS if it exists")
 
     def run(self, args):
-        from codegen import inspection, oracle, reference, vectors
-        from codegen.textreport import reference_text
+        from codegen.model import inspection, vectors
+        from codegen.oracle import oracle, reference
+        from codegen.cli.textreport import reference_text
         check_output(args.output, args.force)
         model, ir = _load_ir(args.model)
         inspection.require_tflm_int8(ir)
@@ -255,13 +257,16 @@ class Generate(Command):
 
     def run(self, args):
         import shlex
-        from codegen import boards, oracle, plan, render, tflm_tree, vectors
-        from codegen.textreport import generate_text
+        from codegen.project import boards, plan, render
+        from codegen.oracle import oracle
+        from codegen.toolchain import tflm_tree
+        from codegen.model import vectors
+        from codegen.cli.textreport import generate_text
         out = args.output
         render.check_output_dir(out, args.force)
         board = boards.get_board(args.board, args.boards_dir)
         model, ir = _load_ir(args.model)
-        from codegen.inspection import require_tflm_int8
+        from codegen.model.inspection import require_tflm_int8
         require_tflm_int8(ir)
         # ESP32 projects get TFLM from the ESP-IDF component; a tree adds the `sim` environment.
         if plan.template_kind(board) == "espidf":
@@ -288,7 +293,8 @@ class Generate(Command):
                              + (["--arena-from", str(args.arena_from)] if args.arena_from else []))
         source = ("given with --arena-from, e.g. the 32-bit figure of `tfgen verify`" if args.arena_from
                   else plan.HOST_ARENA)
-        from codegen import cmsis_nn, fit
+        from codegen.toolchain import cmsis_nn
+        from codegen.project import fit
         warning = fit.check_before_generate(ir, board, measured, args.kernels, len(blob) if blob else 0)
         cmsis, note = cmsis_nn.choose(board.kernels, args.cmsis_nn_dir, args.kernels) if tree else (None, None)
         project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis)
@@ -347,9 +353,10 @@ class Verify(Command):
 
     def run(self, args):
         import shlex
-        from codegen import boards, verify
-        from codegen.inspection import require_tflm_int8
-        from codegen.textreport import verify_text
+        from codegen.project import boards
+        from codegen.run import verify
+        from codegen.model.inspection import require_tflm_int8
+        from codegen.cli.textreport import verify_text
         model, ir = _load_ir(args.model)
         require_tflm_int8(ir)
         board = boards.get_board(args.board)
@@ -389,13 +396,14 @@ class Build(Command):
         p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def run(self, args):
-        from codegen import boards, build
-        from codegen.textreport import build_text
+        from codegen.project import boards
+        from codegen.run import build
+        from codegen.cli.textreport import build_text
         board = boards.get_board(args.board, args.boards_dir)
         if (args.model / "platformio.ini").is_file() and (args.model / "src" / "tfgen_model.h").is_file():
             project = args.model                        # a generated project: build it as it is
         else:
-            from codegen import render
+            from codegen.project import render
             project = args.output or Path("build") / f"{args.model.stem}-{board.name}"
             if project.is_dir() and any(project.iterdir()) and not args.force:
                 raise TfgenError(f"{project}: directory exists and is not empty",
@@ -428,7 +436,7 @@ class Build(Command):
         if not args.calib:
             raise TfgenError(f"{args.model}: a float model needs calibration data to become INT8",
                              "pass --calib DATA (.npy/.npz/.csv/image folder), or a full-INT8 .tflite")
-        from codegen import quantize
+        from codegen.quantize import quantize
         out = project.parent / f"{args.model.stem}_int8.tflite"
         check_output(out, force=True)
         result = quantize.quantize(args.model, args.calib, quantize.Options(show_progress=sys.stderr.isatty()))
@@ -457,7 +465,7 @@ class Flash(Command):
         p.add_argument("--port", help="serial port (default: PlatformIO's detection)")
 
     def run(self, args):
-        from codegen import build
+        from codegen.run import build
         _require_project(args.project)
         extra = ["--upload-port", args.port] if args.port else []
         return build.run_pio(args.project, ["run", "-e", args.board, "-t", "upload", *extra], interactive=True)
@@ -472,7 +480,7 @@ class Monitor(Command):
         p.add_argument("--port", help="serial port (default: PlatformIO's detection)")
 
     def run(self, args):
-        from codegen import build
+        from codegen.run import build
         _require_project(args.project)
         extra = ["--port", args.port] if args.port else []
         return build.run_pio(args.project, ["device", "monitor", "-d", str(args.project), *extra],
@@ -498,7 +506,9 @@ class Fit(Command):
         p.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
-        from codegen import boards, fit, inspection, oracle
+        from codegen.project import boards, fit
+        from codegen.model import inspection
+        from codegen.oracle import oracle
         if args.board:
             chosen = [boards.get_board(args.board, args.boards_dir)]
         else:
@@ -528,7 +538,7 @@ class Boards(Command):
         p.add_argument("--json", action="store_true", help="print JSON")
 
     def run(self, args):
-        from codegen import boards
+        from codegen.project import boards
         known = boards.load_boards(args.boards_dir)
         emit({"boards": [boards.board_to_dict(b) for b in known.values()]}, args.json,
              lambda _: boards.format_board_table(known))
@@ -553,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _interrupted(signum, frame):
-    from codegen import proc
+    from codegen.toolchain import proc
     proc.stop_children()
     raise KeyboardInterrupt
 
@@ -580,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}" + (f" (try: {exc.hint})" if exc.hint else ""), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        from codegen import proc
+        from codegen.toolchain import proc
         proc.stop_children()
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -18,14 +18,18 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import cmsis_nn, elfsize, fetch, fit, hostbuild, oracle, plan, proc, reference, render, replay, tflm_tree, vectors
-from codegen.boards import Board
+from codegen.toolchain import cmsis_nn, elfsize, fetch, builder, proc, tflm_tree
+from codegen.project import fit, plan, render
+from codegen.oracle import oracle, reference
+from codegen.run import replay
+from codegen.model import vectors
+from codegen.project.boards import Board
 from codegen.errors import DoesNotFit, TfgenError
-from codegen.ir import ModelIR
+from codegen.model.ir import ModelIR
 
 QEMU = "qemu-system-arm"
 QEMU_TIMEOUT_S = 900
-BOARDS = {"host": hostbuild.HOST, "mps2_an386": hostbuild.QEMU_M4F}
+BOARDS = {"host": builder.HOST, "mps2_an386": builder.QEMU_M4F}
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class VerifyResult:
     model: str
     comparison: replay.Comparison
     log: replay.ReplayLog
-    build: hostbuild.HostBuild
+    build: builder.HostBuild
     run_seconds: float
     arena_size: int
     host_arena: int
@@ -216,7 +220,7 @@ def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path
 
 def build_and_run(prep: Prepared) -> VerifyResult:
     """Build the project for its board, run it, and compare every output byte with the oracle's."""
-    built = hostbuild.build(prep.project, target=BOARDS[prep.board.name])
+    built = builder.build(prep.project, target=BOARDS[prep.board.name])
     start = time.monotonic()
     result = _run(prep.board.name, built.executable)
     seconds = time.monotonic() - start
@@ -248,7 +252,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
     target = BOARDS[prep.board.name]
     out = prep.project / "build" / f"{target.name}-per-op" / Path(target.output).name
-    built = hostbuild.build(prep.project, out, target=target, extra_flags=flags)
+    built = builder.build(prep.project, out, target=target, extra_flags=flags)
     result = _run(prep.board.name, built.executable)
     log = replay.parse(result.stdout)
     if log.errors:
@@ -283,7 +287,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
 
 def _run(board: str, executable: Path):
     if board == "host":
-        return hostbuild.run_program(executable)
+        return builder.run_program(executable)
     return proc.run([QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0",
                      "-nographic", "-monitor", "none", "-serial", "none",
                      "-semihosting-config", "enable=on,target=native", "-kernel", executable],

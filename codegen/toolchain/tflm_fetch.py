@@ -1,4 +1,4 @@
-"""The pinned TFLM tree in tfgen's cache: downloaded once, checked, reused (see codegen/fetch.py).
+"""The pinned TFLM tree in tfgen's cache: downloaded once, checked, reused (see codegen/toolchain/fetch.py).
 
 The archive is Espressif's esp-tflite-micro release that every generated project uses.
 """
@@ -8,8 +8,8 @@ import dataclasses
 import re
 from pathlib import Path
 
-from codegen import fetch
-from codegen.fetch import CACHE_ENV, MARKER, cache_root  # noqa: F401  (tfgen's cache, for the callers)
+from codegen.toolchain import fetch
+from codegen.toolchain.fetch import CACHE_ENV, MARKER, cache_root  # noqa: F401  (tfgen's cache, for the callers)
 
 PINNED_VERSION = "1.3.8"
 PINNED_URL = f"https://github.com/espressif/esp-tflite-micro/archive/refs/tags/v{PINNED_VERSION}.tar.gz"

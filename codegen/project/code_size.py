@@ -6,7 +6,7 @@ interpreter plus a ``MicroMutableOpResolver`` that adds just that op) is linked 
 and only the kernel objects the selection names. An unresolved symbol means the selection misses a
 file; the error names the file that defines it. Regenerate the committed table with::
 
-    python -m codegen.code_size --tflm-dir PATH/TO/esp-tflite-micro --cmsis-nn-dir SETUP \
+    python -m codegen.project.code_size --tflm-dir PATH/TO/esp-tflite-micro --cmsis-nn-dir SETUP \
         --update codegen/data/code_size.json > new.json && mv new.json codegen/data/code_size.json
 
 (``--kernels cmsis-nn`` or ``--core C`` re-measures only that part; ``--update`` keeps the rest of
@@ -42,13 +42,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from codegen import cmsis_nn, proc
+from codegen.toolchain import cmsis_nn, proc
 from codegen.errors import TfgenError
-from codegen.tflm_ops import load_op_set
-from codegen.tflm_tree import (CORE_SOURCES, INCLUDE_DIRS, KERNELS_DIR, SIGNAL_KERNELS_DIR, TflmTree, kernel_sources,
+from codegen.resources import DATA_DIR
+from codegen.model.tflm_ops import load_op_set
+from codegen.toolchain.tflm_tree import (CORE_SOURCES, INCLUDE_DIRS, KERNELS_DIR, SIGNAL_KERNELS_DIR, TflmTree, kernel_sources,
                                open_tree, signal_library)
 
-DATA_FILE = Path(__file__).parent / "data" / "code_size.json"
+DATA_FILE = DATA_DIR / "code_size.json"
 CXX = "arm-none-eabi-g++"
 CC = "arm-none-eabi-gcc"
 SIZE = "arm-none-eabi-size"
@@ -94,7 +95,7 @@ class MissingKernelFiles(TfgenError):
     """A program did not link: ``files`` are the kernel files that define what was missing."""
 
     def __init__(self, message: str, files: list[str]):
-        super().__init__(message, "add those files to EXTRA_KERNEL_FILES in codegen/tflm_tree.py")
+        super().__init__(message, "add those files to EXTRA_KERNEL_FILES in codegen/toolchain/tflm_tree.py")
         self.files = files
 
 
@@ -441,7 +442,7 @@ def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path
                    "not 0; ram_per_op_slot: static RAM of one more MicroMutableOpResolver slot; "
                    "shared_symbols: code and data symbols (arm-none-eabi-nm) "
                    "that more than one op's program adds, ops_shared: which of them each op adds, so "
-                   "a set of ops counts them once (codegen.code_size.ops_flash); combination: the kws "
+                   "a set of ops counts them once (codegen.project.code_size.ops_flash); combination: the kws "
                    "op set and all ops linked together, against the plain sum of increments and "
                    "against ops_flash"),
         "kernels": ("cores: TFLM reference kernels (tensorflow/lite/micro/kernels/*.cc); cmsis-nn: the "
@@ -456,7 +457,7 @@ def measure(tree: TflmTree, cores: list[str], jobs: int, log=None, workdir: Path
         if "cmsis-nn" in kernel_sets and cmsis is not None:
             kernel_set = KernelSet(cmsis)
             table["cmsis-nn"] = {
-                "kernels": (f"{cmsis.version}: each op links the files codegen.cmsis_nn select() puts in a "
+                "kernels": (f"{cmsis.version}: each op links the files codegen.toolchain.cmsis_nn select() puts in a "
                             "project, the wrapper in place of the reference kernel file it replaces plus "
                             "the CMSIS-NN library sources that wrapper reaches (data/cmsis_nn_sources.json); "
                             "ops without a wrapper link their reference kernel files"),

@@ -13,8 +13,10 @@ import math
 
 import numpy as np
 
-from codegen import calibration, numerics, oracle
-from codegen.ir import ModelIR
+from codegen.quantize import calibration
+from codegen.model import numerics
+from codegen.oracle import oracle
+from codegen.model.ir import ModelIR
 
 MAX_ROWS = 100                  # calibration rows the report runs on, at most
 MEMORY_BUDGET = 256 << 20       # bytes for every activation of every row, float and int8 copies

@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from codegen import cmsis_nn, fetch, proc
+from codegen.toolchain import cmsis_nn, fetch, proc
 from codegen.errors import DoesNotFit, TfgenError
-from codegen.tflm_fetch import PINNED_VERSION
-from codegen.tflm_tree import ENV_VAR, INCLUDE_DIRS, NOT_COMPILED_DIRS
+from codegen.toolchain.tflm_fetch import PINNED_VERSION
+from codegen.toolchain.tflm_tree import ENV_VAR, INCLUDE_DIRS, NOT_COMPILED_DIRS
 
 log = logging.getLogger("tfgen")
 
@@ -129,7 +129,7 @@ class CompileUnit:
 
 
 def cache_dir() -> Path:
-    """The object cache: ``objects/`` in tfgen's cache (codegen.fetch.cache_root)."""
+    """The object cache: ``objects/`` in tfgen's cache (codegen.toolchain.fetch.cache_root)."""
     return fetch.cache_root() / "objects"
 
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from codegen import tflm_fetch
+from codegen.toolchain import tflm_fetch
 from codegen.errors import TfgenError
-from codegen.tflm_fetch import PINNED_VERSION   # the esp-tflite-micro release every project uses
-from codegen.tflm_ops import load_op_set
+from codegen.toolchain.tflm_fetch import PINNED_VERSION   # the esp-tflite-micro release every project uses
+from codegen.model.tflm_ops import load_op_set
 
 ENV_VAR = "TFGEN_TFLM_DIR"
 KERNELS_DIR = "tensorflow/lite/micro/kernels"
@@ -82,7 +82,7 @@ LICENSES = ("LICENSE", "third_party/flatbuffers/LICENSE", "third_party/gemmlowp/
             "third_party/ruy/LICENSE", "third_party/kissfft/COPYING")
 
 # Kernel files that one op's kernel needs beyond its own file and its <stem>_common.cc. Proven by the
-# link test in codegen/code_size.py (`python -m codegen.code_size`), which links a program per op from
+# link test in codegen/project/code_size.py (`python -m codegen.project.code_size`), which links a program per op from
 # the core and only the selected kernel files; an unresolved symbol names the file to add here.
 EXTRA_KERNEL_FILES = {
     # CalculateOpDataConv and the conv tensor indices (kConvBiasTensor, ...) live in conv_common.cc

@@ -9,9 +9,9 @@ A CMSIS-NN setup is one directory holding::
 
 For esp-tflite-micro 1.3.8 (TFLM synced 2026-07-20) those are PINNED_TFLM_COMMIT and
 PINNED_CMSIS_NN_COMMIT below. It is found in this order: ``--cmsis-nn-dir``, ``TFGEN_CMSIS_NN_DIR``,
-tfgen's cache (``cmsis-nn/<commits>/`` in codegen.fetch.cache_root()), else the two GitHub archives
+tfgen's cache (``cmsis-nn/<commits>/`` in codegen.toolchain.fetch.cache_root()), else the two GitHub archives
 of those commits are downloaded (or from TFGEN_CMSIS_NN_TFLM_URL and TFGEN_CMSIS_NN_URL), each
-accepted only when the sha256 over the files tfgen uses matches the one below (codegen/fetch.py).
+accepted only when the sha256 over the files tfgen uses matches the one below (codegen/toolchain/fetch.py).
 A board whose default is cmsis-nn falls back to the reference kernels, with a note, when that
 download fails (offline); ``--kernels cmsis-nn`` makes it an error.
 
@@ -21,7 +21,7 @@ helpers stay), and only the CMSIS-NN library sources the chosen wrappers reach a
 reach is the table ``data/cmsis_nn_sources.json``, made by a symbol closure over the compiled
 library (what the linker pulls from an archive of it); regenerate it with::
 
-    python -m codegen.cmsis_nn --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
+    python -m codegen.toolchain.cmsis_nn --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
 
 In a project the wrappers go to ``lib/tflm/tensorflow/lite/micro/kernels/cmsis_nn/`` and the library
 to ``lib/tflm/third_party/cmsis_nn/`` (its ``Include/`` and the selected ``Source/`` files); every
@@ -40,8 +40,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from codegen import fetch
+from codegen.toolchain import fetch
 from codegen.errors import TfgenError
+from codegen.resources import DATA_DIR
 
 ENV_VAR = "TFGEN_CMSIS_NN_DIR"
 PINNED_TFLM_COMMIT = "096563546742ba81adb6f012ab718d196a48e02d"     # tflite-micro, 2026-07-13
@@ -54,7 +55,7 @@ DEFINES = ("-DCMSIS_NN",)
 # the library's own sources "arm_nnfunctions.h".
 INCLUDE_DIRS = (LIB_DEST, f"{LIB_DEST}/Include")
 KERNEL_CHOICES = ("reference", "cmsis-nn")
-DATA_FILE = Path(__file__).parent / "data" / "cmsis_nn_sources.json"
+DATA_FILE = DATA_DIR / "cmsis_nn_sources.json"
 HINT = (f"pass --cmsis-nn-dir DIR or set {ENV_VAR}=DIR, DIR holding tflite-micro/ (tensorflow/tflite-micro "
         f"@{PINNED_TFLM_COMMIT[:12]}) and CMSIS-NN/ (ARM-software/CMSIS-NN @{PINNED_CMSIS_NN_COMMIT[:12]}); "
         "or use --kernels reference")
@@ -108,7 +109,7 @@ class CmsisNn:
                 wrappers.append(name)
                 if name not in table:
                     raise TfgenError(f"no CMSIS-NN source list for the wrapper {name}",
-                                     "regenerate codegen/data/cmsis_nn_sources.json (python -m codegen.cmsis_nn)")
+                                     "regenerate codegen/data/cmsis_nn_sources.json (python -m codegen.toolchain.cmsis_nn)")
                 library.update(table[name])
             else:
                 kept.append(f)
@@ -205,7 +206,7 @@ def load_table() -> dict[str, list[str]]:
 
 def optimized_ops(tree, ops: list[str], wrappers: tuple[str, ...]) -> list[str]:
     """The builtin ops among ``ops`` whose kernel is one of ``wrappers``."""
-    from codegen.tflm_tree import kernel_main_file
+    from codegen.toolchain.tflm_tree import kernel_main_file
     return [op for op in ops if kernel_main_file(tree, op) in wrappers]
 
 
@@ -217,7 +218,7 @@ CFLAGS = ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-s
 
 
 def _symbols(obj: Path) -> tuple[set[str], set[str]]:
-    from codegen import proc
+    from codegen.toolchain import proc
     out = proc.run(["arm-none-eabi-nm", obj], what=f"nm {obj.name}", timeout=60).stdout
     defined, undefined = set(), set()
     for line in out.splitlines():
@@ -230,8 +231,8 @@ def _symbols(obj: Path) -> tuple[set[str], set[str]]:
 def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
     """Compile the wrappers and the library for Cortex-M4F; for each wrapper, the library sources in
     the closure of its undefined symbols (the members an archive link would pull)."""
-    from codegen import proc
-    from codegen.tflm_tree import INCLUDE_DIRS as TFLM_INCLUDES
+    from codegen.toolchain import proc
+    from codegen.toolchain.tflm_tree import INCLUDE_DIRS as TFLM_INCLUDES
     sources = sorted(p.relative_to(c.library).as_posix() for p in (c.library / "Source").rglob("*.c"))
     with tempfile.TemporaryDirectory(prefix="tfgen-cmsis-") as tmp:
         def compile_one(args):
@@ -270,13 +271,13 @@ def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
                     todo += lib[s][1]
             table[w] = sorted(reached)
     return {"cmsis_nn_commit": PINNED_CMSIS_NN_COMMIT, "tflite_micro_commit": PINNED_TFLM_COMMIT,
-            "how": "symbol closure over CMSIS-NN compiled for cortex-m4f (python -m codegen.cmsis_nn)",
+            "how": "symbol closure over CMSIS-NN compiled for cortex-m4f (python -m codegen.toolchain.cmsis_nn)",
             "not_compiled": failed, "wrappers": table}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from codegen import tflm_tree
-    p = argparse.ArgumentParser(prog="python -m codegen.cmsis_nn", description=__doc__.split("\n")[0])
+    from codegen.toolchain import tflm_tree
+    p = argparse.ArgumentParser(prog="python -m codegen.toolchain.cmsis_nn", description=__doc__.split("\n")[0])
     p.add_argument("--cmsis-nn-dir", type=Path)
     p.add_argument("--tflm-dir", type=Path)
     args = p.parse_args(argv)

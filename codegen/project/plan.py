@@ -11,14 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen import __version__, cmsis_nn
-from codegen.boards import Board
+from codegen import __version__
+from codegen.toolchain import cmsis_nn
+from codegen.project.boards import Board
 from codegen.errors import TfgenError
-from codegen.inspection import require_tflm_int8
-from codegen.ir import ModelIR, Tensor
-from codegen.naming import ModelNames, c_string_literal, model_symbol_names
-from codegen.tflm_fetch import PINNED_VERSION
-from codegen.tflm_tree import INCLUDE_DIRS, TflmTree
+from codegen.model.inspection import require_tflm_int8
+from codegen.model.ir import ModelIR, Tensor
+from codegen.project.naming import ModelNames, c_string_literal, model_symbol_names
+from codegen.toolchain.tflm_fetch import PINNED_VERSION
+from codegen.toolchain.tflm_tree import INCLUDE_DIRS, TflmTree
 
 ARENA_MARGIN_PERCENT = 5          # at most this much is added to the measured arena (see arena_with_margin)
 ARENA_ALIGN = 16

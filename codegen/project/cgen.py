@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from codegen.errors import TfgenError
-from codegen.naming import ModelNames, c_comment
+from codegen.project.naming import ModelNames, c_comment
 
 _HEX = tuple(f"0x{b:02x}" for b in range(256))
 _INDENT = "    "
