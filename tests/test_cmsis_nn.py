@@ -12,6 +12,7 @@ from codegen.toolchain import cmsis_nn, tflm_tree
 from codegen.errors import TfgenError
 from conftest import model, run_tfgen
 from test_cmsis_nn_fetch import cache  # noqa: F401  (empty cache, no setup, archives unreachable)
+from tools import cmsis_nn_table
 
 needs_setup = pytest.mark.usefixtures("tree_and_cmsis_nn")
 KWS_OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
@@ -116,5 +117,5 @@ def test_cmsis_nn_firmware_is_byte_exact_on_100_vectors_in_qemu(name):
 @needs_setup
 def test_the_committed_table_is_what_the_symbol_closure_gives():
     needs.tools("arm-none-eabi-gcc", "arm-none-eabi-nm")
-    fresh = cmsis_nn.build_table(cmsis_nn.resolve(), tflm_tree.resolve(download=False).root)
+    fresh = cmsis_nn_table.build_table(cmsis_nn.resolve(), tflm_tree.resolve(download=False).root)
     assert fresh["wrappers"] == cmsis_nn.load_table()

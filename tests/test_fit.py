@@ -17,11 +17,12 @@ from conftest import model
 
 from codegen.toolchain import cmsis_nn
 from codegen.project import code_size
+from tools import code_size as code_size_tool
 from codegen.oracle import oracle
 from codegen.project.boards import get_board, load_boards
 from codegen.errors import TfgenError
-from codegen.project.fit import (HARNESS_FLASH, STACK_BYTES, fit, fit_board, fit_to_dict,
-                         format_fit_table)
+from codegen.cli.textreport import format_fit_table
+from codegen.project.fit import HARNESS_FLASH, STACK_BYTES, fit, fit_board, fit_to_dict
 from codegen.model.inspection import load_model_bytes, parse_model
 from codegen.project.plan import ARENA_MARGIN_PERCENT, arena_with_margin
 from codegen.model.tflm_ops import load_op_set
@@ -201,7 +202,7 @@ def test_cmsis_nn_boards_are_estimated_with_cmsis_nn_and_need_more_flash(measure
     for d, r in zip(default, reference):
         assert (d.kernels, r.kernels) == ("cmsis-nn", "reference")
         assert d.flash_needed > r.flash_needed, d.board
-        assert d.flash_parts["ops"] == code_size.ops_flash(CMSIS[d.core], list(code_size.KWS_OPS))
+        assert d.flash_parts["ops"] == code_size.ops_flash(CMSIS[d.core], list(code_size_tool.KWS_OPS))
         assert "CMSIS-NN kernels" in d.method and "reference kernels" in r.method
         assert d.ram_needed >= r.ram_needed
 
@@ -225,7 +226,7 @@ def test_kernels_reference_gives_the_reference_figure(measured):
     m4 = SIZES["cores"]["cortex-m4f"]
     assert row.kernels == "reference"
     assert row.flash_needed == (ir.size_bytes + m4["runtime_flash"] + HARNESS_FLASH
-                                + code_size.ops_flash(m4, list(code_size.KWS_OPS)))
+                                + code_size.ops_flash(m4, list(code_size_tool.KWS_OPS)))
     assert row.flash_needed == 131554           # code_size.json's recorded reference estimate
 
 
@@ -238,7 +239,7 @@ def test_cortex_m0plus_is_unchanged_and_refuses_cmsis_nn_on_its_own(measured):
     assert all(r == rows[0] for r in rows)
     assert rows[0].kernels == "reference"
     assert rows[0].flash_needed == (ir.size_bytes + m0["runtime_flash"] + HARNESS_FLASH
-                                    + code_size.ops_flash(m0, list(code_size.KWS_OPS)))
+                                    + code_size.ops_flash(m0, list(code_size_tool.KWS_OPS)))
     with pytest.raises(TfgenError, match="--kernels cmsis-nn: this board's kernels are reference"):
         fit(ir, arena, [pico], kernels="cmsis-nn")
 
@@ -302,10 +303,10 @@ def test_code_size_table_says_how_it_was_made():
     assert SIZES["cores"]["xtensa"]["estimated_from"] == "cortex-m4f"
     assert "not_applicable" in SIZES["cores"]["host"]
     assert cmsis_nn.PINNED_CMSIS_NN_COMMIT[:12] in SIZES["cmsis-nn"]["kernels"]
-    assert sorted(CMSIS) == sorted(code_size.CMSIS_NN_CORES)
+    assert sorted(CMSIS) == sorted(code_size_tool.CMSIS_NN_CORES)
 
 
-@pytest.mark.parametrize("core", code_size.CMSIS_NN_CORES)
+@pytest.mark.parametrize("core", code_size_tool.CMSIS_NN_CORES)
 def test_cmsis_nn_figures_cover_every_op_and_differ_only_where_a_wrapper_is(core):
     entry, reference = CMSIS[core], SIZES["cores"][core]
     assert sorted(entry["ops"]) == sorted(reference["ops"])
@@ -326,7 +327,7 @@ def test_shared_helpers_counted_once_stay_an_upper_bound(core, entry, combinatio
     """Linked together, ops need less than the sum of their increments; ops_flash, which counts shared
     helpers once, lies between the real size and that sum, and within 25 % of the real size."""
     check = entry["combination"][combination]
-    ops = list(code_size.KWS_OPS) if combination == "kws" else sorted(entry["ops"])
+    ops = list(code_size_tool.KWS_OPS) if combination == "kws" else sorted(entry["ops"])
     assert code_size.ops_flash(entry, ops) == check["estimate"]
     assert check["measured"] <= check["estimate"] <= check["sum_of_increments"]
     assert check["estimate"] <= 1.25 * check["measured"]
@@ -344,15 +345,15 @@ def test_update_replaces_what_was_measured_and_keeps_the_rest():
     new = {**{k: old[k] for k in ("tflm", "compiler", "method", "kernels")},
            "flags": {**old["flags"], "per_core": {"cortex-m7": "-mcpu=cortex-m7"}}, "cores": {},
            "cmsis-nn": {**old["cmsis-nn"], "cores": {"cortex-m7": {"runtime_flash": 1}}}}
-    merged = code_size.merge(old, new)
+    merged = code_size_tool.merge(old, new)
     assert merged["cmsis-nn"]["cores"] == {"cortex-m4f": CMSIS["cortex-m4f"],
                                            "cortex-m7": {"runtime_flash": 1}}
     assert merged["cores"] == SIZES["cores"] and merged["notes"] == SIZES["notes"]
     assert merged["flags"]["per_core"]["cortex-m7"] == "-mcpu=cortex-m7"
     with pytest.raises(TfgenError, match="compiler"):
-        code_size.merge(old, {**new, "compiler": "arm-none-eabi-g++ 99"})
+        code_size_tool.merge(old, {**new, "compiler": "arm-none-eabi-g++ 99"})
     with pytest.raises(TfgenError, match="other flags"):
-        code_size.merge(old, {**new, "flags": {**new["flags"], "kernel_sources": "-O3"}})
+        code_size_tool.merge(old, {**new, "flags": {**new["flags"], "kernel_sources": "-O3"}})
 
 
 def test_fit_cli_kernels(tmp_path):
@@ -373,16 +374,16 @@ def test_fit_cli_kernels(tmp_path):
 # --- the link test, on a TFLM tree ----------------------------------------------------------------
 
 def needs_cortex_m(kernels: str = "reference"):
-    needs.tools(code_size.CXX)
+    needs.tools(code_size_tool.CXX)
     needs.tflm()
     if kernels == "cmsis-nn":
         needs.cmsis_nn()
 
 
-def _kernel_set(kernels: str) -> code_size.KernelSet:
+def _kernel_set(kernels: str) -> code_size_tool.KernelSet:
     if kernels == "reference":
-        return code_size.REFERENCE
-    return code_size.KernelSet(needs.cmsis_nn())
+        return code_size_tool.REFERENCE
+    return code_size_tool.KernelSet(needs.cmsis_nn())
 
 
 @pytest.mark.slow
@@ -419,7 +420,7 @@ def test_cmsis_nn_kernel_set_links_what_a_project_carries():
     assert library == sorted(cmsis_nn.load_table()["conv.cc"])
     assert all(kernel_set.path(tree, f).is_file() for f in files)
     assert kernel_set.files(tree, ["RESHAPE"]) == kernel_sources(tree, ["RESHAPE"])
-    assert "-DCMSIS_NN" in kernel_set.flags() and code_size.REFERENCE.flags() == ()
+    assert "-DCMSIS_NN" in kernel_set.flags() and code_size_tool.REFERENCE.flags() == ()
 
 
 @pytest.mark.parametrize("kernels", ["reference", "cmsis-nn"])
@@ -431,16 +432,16 @@ def test_kws_ops_link_from_the_selected_kernels_and_match_the_table(tmp_path, ke
     tree = needs.tflm()
     kernel_set = _kernel_set(kernels)
     entry = CMSIS["cortex-m4f"] if kernels == "cmsis-nn" else SIZES["cores"]["cortex-m4f"]
-    files = kernel_set.files(tree, list(code_size.KWS_OPS))
-    objects, failed = code_size.compile_tree(tree, "cortex-m4f", tmp_path / "obj", 2, files, kernel_set)
+    files = kernel_set.files(tree, list(code_size_tool.KWS_OPS))
+    objects, failed = code_size_tool.compile_tree(tree, "cortex-m4f", tmp_path / "obj", 2, files, kernel_set)
     assert not failed
-    methods = [load_op_set().method_for(op) for op in code_size.KWS_OPS]
-    sizes = code_size.link_program(tree, "cortex-m4f", objects, files, methods, len(methods),
-                                   tmp_path, "kws", kernel_set.flags())
-    base = code_size.link_program(tree, "cortex-m4f", objects, [], [], 1, tmp_path, "baseline",
-                                  kernel_set.flags())
+    methods = [load_op_set().method_for(op) for op in code_size_tool.KWS_OPS]
+    sizes = code_size_tool.link_program(tree, "cortex-m4f", objects, files, methods, len(methods),
+                                        tmp_path, "kws", kernel_set.flags())
+    base = code_size_tool.link_program(tree, "cortex-m4f", objects, [], [], 1, tmp_path, "baseline",
+                                       kernel_set.flags())
     check = entry["combination"]["kws"]
-    if code_size.compiler_version() == SIZES["compiler"]:
+    if code_size_tool.compiler_version() == SIZES["compiler"]:
         assert base.flash == entry["runtime_flash"]
         assert sizes.flash - base.flash == check["measured"]
     assert sizes.flash - base.flash <= check["estimate"]

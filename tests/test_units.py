@@ -10,6 +10,7 @@ from codegen.model import numerics, tflm_ops, vectors
 from codegen.errors import TfgenError
 from codegen.model.inspection import firmware_problems, parse_model, quantization_kind
 from conftest import model
+from tools import tflm_ops_table
 
 
 @pytest.mark.parametrize("x, scale, zp, expected", [
@@ -92,7 +93,7 @@ HEADER_SNIPPET = """
 
 
 def test_resolver_header_parser_maps_ops_to_methods():
-    builtins, customs, registrations = tflm_ops.parse_resolver_header(HEADER_SNIPPET)
+    builtins, customs, registrations = tflm_ops_table.parse_resolver_header(HEADER_SNIPPET)
     assert builtins == {"ABS": "AddAbs", "CONV_2D": "AddConv2D"}
     assert registrations == {"AddAbs": "Register_ABS", "AddConv2D": "Register_CONV_2D",
                              "AddDetectionPostprocess": "Register_DETECTION_POSTPROCESS"}
@@ -109,7 +110,7 @@ def test_committed_op_table_has_the_common_ops():
 
 
 def test_committed_op_table_matches_the_tflm_tree(tflm_root):
-    derived = tflm_ops.derive_from_tree(tflm_root)
+    derived = tflm_ops_table.derive_from_tree(tflm_root)
     committed = json.loads(tflm_ops.DATA_FILE.read_text())
     assert derived["builtins"] == committed["builtins"]
     assert derived["customs"] == committed["customs"]

@@ -188,3 +188,31 @@ def build_text(r: dict) -> str:
     out.append("")
     out.append(f"{'FITS' if r['fits'] else 'DOES NOT FIT'} on {r['board']}: {r['verdict']}")
     return "\n".join(out)
+
+
+def _k(n: int) -> str:
+    return f"{n / 1024:,.1f} K"
+
+
+def format_fit_table(rows: list) -> str:
+    """A table of the rows; below it the notes every row shares, then each other note once, numbered."""
+    common = [n for n in rows[0].notes if all(n in r.notes for r in rows)] if rows else []
+    notes: list[str] = []
+    body = []
+    for r in rows:
+        refs = []
+        for n in r.notes:
+            if n in common:
+                continue
+            if n not in notes:
+                notes.append(n)
+            refs.append(str(notes.index(n) + 1))
+        psram = f"{_k(r.psram_needed)} / {_k(r.psram_limit)}" if r.psram_needed else "-"
+        body.append([r.board, r.core, r.kernels, _k(r.flash_needed), _k(r.flash_limit),
+                     f"{r.flash_headroom_percent:.1f}%", _k(r.ram_needed), _k(r.ram_limit),
+                     f"{r.ram_headroom_percent:.1f}%", psram,
+                     "yes" if r.fits else "NO", ",".join(refs) or "-"])
+    text = table(["board", "core", "kernels", "flash needed", "flash", "headroom", "RAM needed", "RAM",
+                  "headroom", "PSRAM needed / PSRAM", "fits", "notes"], body, right={3, 4, 5, 6, 7, 8})
+    return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
+                     + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])

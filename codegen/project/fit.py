@@ -7,7 +7,7 @@ framework's own code where a figure is known. RAM = the tensor arena (the 64-bit
 ``oracle.measure_arena``, an upper bound for 32-bit targets, plus the generator's margin,
 ``plan.arena_with_margin``) + the runtime's static RAM + resolver slots + a stack allowance. With
 ``arena_placement = "psram"`` the arena counts against ``psram_bytes``. Code sizes come from
-``codegen/data/code_size.json`` (``python -m codegen.project.code_size``), for the kernel set a build would
+``codegen/data/code_size.json`` (``python -m tools.code_size``), for the kernel set a build would
 use: CMSIS-NN's figures on the boards whose kernels are cmsis-nn (M4F, M7), unless ``--kernels
 reference``; the reference kernels' elsewhere. Only the table is read: fit needs no CMSIS-NN sources.
 """
@@ -22,7 +22,6 @@ from codegen.project.code_size import load_table, ops_flash
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.model.ir import ModelIR
 from codegen.project.plan import ARENA_ALIGN, ARENA_MARGIN_PERCENT, arena_with_margin  # the generator's margin
-from codegen.cli.textreport import table
 
 # Stack for main + MicroInterpreter::Invoke + a reference kernel: an allowance, not a measurement.
 # GCC's -fstack-usage puts TFLM's largest single frames at ~1.3 KiB (FullyConnectedEval, ConvEval:
@@ -43,7 +42,7 @@ FRAMEWORK_COST: dict[str, tuple[int, int, str]] = {
 HARNESS_FLASH = 9216
 MEASURED_CORES = ("cortex-m4f", "cortex-m7", "cortex-m0plus")
 XTENSA_KEY = "xtensa"
-CMSIS_NN_KEY = "cmsis-nn"           # the table's section measured with CMSIS-NN (code_size.KernelSet)
+CMSIS_NN_KEY = "cmsis-nn"           # the table's section measured with CMSIS-NN (tools.code_size.KernelSet)
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def _core_figures(core: str, kernels: str, sizes: dict) -> tuple[dict | None, st
     cores = sizes["cores"]
     if kernels == "cmsis-nn" and CMSIS_NN_KEY not in sizes:
         raise TfgenError("the code-size table has no CMSIS-NN figures (no cmsis-nn section)",
-                         "regenerate codegen/data/code_size.json with python -m codegen.project.code_size "
+                         "regenerate codegen/data/code_size.json with python -m tools.code_size "
                          "--cmsis-nn-dir DIR, or pass --kernels reference")
     cmsis = sizes[CMSIS_NN_KEY]["cores"] if kernels == "cmsis-nn" else {}
     if core == "host":
@@ -168,7 +167,7 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
         missing = [op for op in op_names if op not in figures["ops"]]
         if missing:
             raise TfgenError(f"{ir.source}: no code size known for op {', '.join(missing)}",
-                             "regenerate codegen/data/code_size.json with python -m codegen.project.code_size")
+                             "regenerate codegen/data/code_size.json with python -m tools.code_size")
         flash["runtime"] = figures["runtime_flash"]
         flash["ops"] = ops_flash(figures, op_names)
         flash["harness"] = round(HARNESS_FLASH * figures.get("factor", 1))
@@ -261,34 +260,6 @@ def check_before_generate(ir: ModelIR, board: Board, arena_bytes: int, kernels: 
         return None
     return (f"tfgen fit estimates that this does not fit {board.name}: {row.verdict()} (an upper bound; "
             f"`tfgen build` measures the real image)")
-
-
-def _k(n: int) -> str:
-    return f"{n / 1024:,.1f} K"
-
-
-def format_fit_table(rows: list[FitRow]) -> str:
-    """A table of the rows; below it the notes every row shares, then each other note once, numbered."""
-    common = [n for n in rows[0].notes if all(n in r.notes for r in rows)] if rows else []
-    notes: list[str] = []
-    body = []
-    for r in rows:
-        refs = []
-        for n in r.notes:
-            if n in common:
-                continue
-            if n not in notes:
-                notes.append(n)
-            refs.append(str(notes.index(n) + 1))
-        psram = f"{_k(r.psram_needed)} / {_k(r.psram_limit)}" if r.psram_needed else "-"
-        body.append([r.board, r.core, r.kernels, _k(r.flash_needed), _k(r.flash_limit),
-                     f"{r.flash_headroom_percent:.1f}%", _k(r.ram_needed), _k(r.ram_limit),
-                     f"{r.ram_headroom_percent:.1f}%", psram,
-                     "yes" if r.fits else "NO", ",".join(refs) or "-"])
-    text = table(["board", "core", "kernels", "flash needed", "flash", "headroom", "RAM needed", "RAM",
-                  "headroom", "PSRAM needed / PSRAM", "fits", "notes"], body, right={3, 4, 5, 6, 7, 8})
-    return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
-                     + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
 
 
 def fit_to_dict(rows: list[FitRow]) -> dict:

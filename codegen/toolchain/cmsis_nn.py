@@ -19,9 +19,9 @@ Selection: for each kernel file of the model's ops that has a wrapper of the sam
 ``kernels/cmsis_nn/``, the wrapper replaces the reference file (``<op>_common.cc`` and the other
 helpers stay), and only the CMSIS-NN library sources the chosen wrappers reach are copied. That
 reach is the table ``data/cmsis_nn_sources.json``, made by a symbol closure over the compiled
-library (what the linker pulls from an archive of it); regenerate it with::
+library (what the linker pulls from an archive of it); regenerate it from the checkout with::
 
-    python -m codegen.toolchain.cmsis_nn --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
+    python -m tools.cmsis_nn_table --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
 
 In a project the wrappers go to ``lib/tflm/tensorflow/lite/micro/kernels/cmsis_nn/`` and the library
 to ``lib/tflm/third_party/cmsis_nn/`` (its ``Include/`` and the selected ``Source/`` files); every
@@ -29,13 +29,8 @@ file of the project is compiled with ``-DCMSIS_NN`` (TFLM's kernel headers depen
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
-import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -109,7 +104,7 @@ class CmsisNn:
                 wrappers.append(name)
                 if name not in table:
                     raise TfgenError(f"no CMSIS-NN source list for the wrapper {name}",
-                                     "regenerate codegen/data/cmsis_nn_sources.json (python -m codegen.toolchain.cmsis_nn)")
+                                     "regenerate codegen/data/cmsis_nn_sources.json (python -m tools.cmsis_nn_table)")
                 library.update(table[name])
             else:
                 kept.append(f)
@@ -208,84 +203,3 @@ def optimized_ops(tree, ops: list[str], wrappers: tuple[str, ...]) -> list[str]:
     """The builtin ops among ``ops`` whose kernel is one of ``wrappers``."""
     from codegen.toolchain.tflm_tree import kernel_main_file
     return [op for op in ops if kernel_main_file(tree, op) in wrappers]
-
-
-# --- the table: which library sources each wrapper reaches -------------------------------------
-
-_NM_LINE = re.compile(r"^\s*(?:[0-9a-fA-F]+\s+)?([A-Za-z])\s+(\S+)$")
-CFLAGS = ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
-          "-ffunction-sections", "-fdata-sections", "-w")
-
-
-def _symbols(obj: Path) -> tuple[set[str], set[str]]:
-    from codegen.toolchain import proc
-    out = proc.run(["arm-none-eabi-nm", obj], what=f"nm {obj.name}", timeout=60).stdout
-    defined, undefined = set(), set()
-    for line in out.splitlines():
-        m = _NM_LINE.match(line)
-        if m:
-            (undefined if m.group(1) == "U" else defined).add(m.group(2))
-    return defined, undefined
-
-
-def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
-    """Compile the wrappers and the library for Cortex-M4F; for each wrapper, the library sources in
-    the closure of its undefined symbols (the members an archive link would pull)."""
-    from codegen.toolchain import proc
-    from codegen.toolchain.tflm_tree import INCLUDE_DIRS as TFLM_INCLUDES
-    sources = sorted(p.relative_to(c.library).as_posix() for p in (c.library / "Source").rglob("*.c"))
-    with tempfile.TemporaryDirectory(prefix="tfgen-cmsis-") as tmp:
-        def compile_one(args):
-            src, cxx, out = args
-            inc = ["-I" + str(c.library), "-I" + str(c.library / "Include")]
-            if cxx:
-                inc += ["-I" + str(tflm_root / d) for d in TFLM_INCLUDES]
-                cmd = ["arm-none-eabi-g++", "-std=c++17", "-fno-rtti", "-fno-exceptions",
-                       "-DTF_LITE_STATIC_MEMORY", *DEFINES, *CFLAGS, *inc, "-c", src, "-o", out]
-            else:
-                cmd = ["arm-none-eabi-gcc", "-std=c11", *CFLAGS, *inc, "-c", src, "-o", out]
-            ok = proc.run(cmd, what=f"compiling {Path(src).name}", timeout=600, check=False).returncode == 0
-            return out if ok else None
-        lib_jobs = [(str(c.library / s), False, Path(tmp) / f"lib{i}.o") for i, s in enumerate(sources)]
-        wrappers = sorted(p.name for p in c.wrappers.glob("*.cc"))
-        wrap_jobs = [(str(c.wrappers / w), True, Path(tmp) / f"w_{w}.o") for w in wrappers]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            lib_objs = list(pool.map(compile_one, lib_jobs))
-            wrap_objs = list(pool.map(compile_one, wrap_jobs))
-        lib = {s: _symbols(o) for s, o in zip(sources, lib_objs) if o is not None}
-        failed = [s for s, o in zip(sources, lib_objs) if o is None]
-        provider = {}
-        for s, (defined, _) in lib.items():
-            for sym in defined:
-                provider.setdefault(sym, s)
-        table = {}
-        for w, o in zip(wrappers, wrap_objs):
-            if o is None:
-                raise TfgenError(f"the wrapper {w} does not compile against {tflm_root}",
-                                 "use the tflite-micro commit the TFLM tree was synced from")
-            todo, reached = list(_symbols(o)[1]), set()
-            while todo:
-                s = provider.get(todo.pop())
-                if s and s not in reached:
-                    reached.add(s)
-                    todo += lib[s][1]
-            table[w] = sorted(reached)
-    return {"cmsis_nn_commit": PINNED_CMSIS_NN_COMMIT, "tflite_micro_commit": PINNED_TFLM_COMMIT,
-            "how": "symbol closure over CMSIS-NN compiled for cortex-m4f (python -m codegen.toolchain.cmsis_nn)",
-            "not_compiled": failed, "wrappers": table}
-
-
-def main(argv: list[str] | None = None) -> int:
-    from codegen.toolchain import tflm_tree
-    p = argparse.ArgumentParser(prog="python -m codegen.toolchain.cmsis_nn", description=__doc__.split("\n")[0])
-    p.add_argument("--cmsis-nn-dir", type=Path)
-    p.add_argument("--tflm-dir", type=Path)
-    args = p.parse_args(argv)
-    table = build_table(resolve(args.cmsis_nn_dir), tflm_tree.resolve(args.tflm_dir, download=False).root)
-    json.dump(table, sys.stdout, indent=1, sort_keys=True)
-    sys.stdout.write("\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

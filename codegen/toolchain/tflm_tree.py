@@ -82,7 +82,7 @@ LICENSES = ("LICENSE", "third_party/flatbuffers/LICENSE", "third_party/gemmlowp/
             "third_party/ruy/LICENSE", "third_party/kissfft/COPYING")
 
 # Kernel files that one op's kernel needs beyond its own file and its <stem>_common.cc. Proven by the
-# link test in codegen/project/code_size.py (`python -m codegen.project.code_size`), which links a program per op from
+# link test in tools/code_size.py (`python -m tools.code_size`), which links a program per op from
 # the core and only the selected kernel files; an unresolved symbol names the file to add here.
 EXTRA_KERNEL_FILES = {
     # CalculateOpDataConv and the conv tensor indices (kConvBiasTensor, ...) live in conv_common.cc
