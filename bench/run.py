@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from codegen import verify  # noqa: E402
-from codegen.project import boards, plan, render
+from codegen.project import boards, generate, plan, render
 from codegen.run import build
 from codegen.toolchain import cmsis_nn, tflm_tree
 from codegen.model import inspection
@@ -64,20 +64,16 @@ def peak_activations(ir) -> int:
     return max(sum(size[t] for t in first if first[t] <= i <= last.get(t, first[t])) for i in range(-1, len(ops) + 1))
 
 
-def _write(files, out: Path) -> None:
-    render.write_project(files, out, force=True)
-
-
 def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inputs, out: Path, cmsis=None):
-    vectors = None
-    count = 0
+    blob = None
     if with_vectors:
         ref = reference.run_reference(ir, model, inputs, crosscheck=False)
         from codegen.model import vectors as vec
-        vectors, count = vec.encode(ref.vectors), ref.vectors.count
-    p = plan.make_plan(ir, board, arena, tree, count, "bench", "bench: the 32-bit arena verify reported",
-                       cmsis=cmsis)
-    _write(render.render_project(p, board, model, vectors), out)
+        blob = vec.encode(ref.vectors)
+    gen = generate.generate(ir, model, board, generate.Options(
+        tflm_dir=tree.root, cmsis_nn_dir=cmsis.root if cmsis else None, kernels="cmsis-nn" if cmsis else "reference",
+        vectors=blob, arena_from=arena, arena_source="bench: the 32-bit arena verify reported", command="bench"))
+    render.write_project(gen.files, out, force=True)
     return out
 
 

@@ -57,12 +57,16 @@ std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(esp_timer_get_time
 const char* Name() { return "esp-idf"; }
 
 #elif defined(TFGEN_SEMIHOSTING)
-// Bare metal under QEMU (mps2-an386, 25 MHz): time from SysTick, which runs on QEMU's virtual clock.
+// Bare metal under QEMU (an mps2 machine, 25 MHz unless the board's `qemu` build says otherwise):
+// time from SysTick, which runs on QEMU's virtual clock.
 // Under `qemu-system-arm -icount shift=0` one instruction takes one virtual nanosecond, so a
 // microsecond here is 1,000 instructions, deterministically.
 
 namespace {
-constexpr std::uint32_t kSysTickHz = 25000000u;
+#ifndef TFGEN_SYSTICK_HZ
+#define TFGEN_SYSTICK_HZ 25000000u
+#endif
+constexpr std::uint32_t kSysTickHz = TFGEN_SYSTICK_HZ;
 volatile std::uint32_t* const kSystCsr = reinterpret_cast<volatile std::uint32_t*>(0xE000E010u);
 volatile std::uint32_t* const kSystRvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E014u);
 volatile std::uint32_t* const kSystCvr = reinterpret_cast<volatile std::uint32_t*>(0xE000E018u);
@@ -89,7 +93,7 @@ std::uint32_t MicrosNow() {
   return static_cast<std::uint32_t>(elapsed_ticks / (kSysTickHz / 1000000u));
 }
 
-const char* Name() { return "qemu-mps2-an386"; }
+const char* Name() { return "qemu"; }
 
 #else  // host, or bare metal with semihosting
 

@@ -13,6 +13,13 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tfgen_model.h"
 
+// The generated tfgen_model.h and this harness come from one tfgen: a project whose generated files
+// and harness files are of different tfgen versions stops here, not with obscure errors further down.
+#define TFGEN_FIRMWARE_API_OF_HARNESS 1
+#if !defined(TFGEN_FIRMWARE_API) || TFGEN_FIRMWARE_API != TFGEN_FIRMWARE_API_OF_HARNESS
+#error "tfgen_model.h and tfgen_runtime.h are of different tfgen versions: regenerate the project with `tfgen generate --force`"
+#endif
+
 namespace tfgen {
 
 // What a tensor is expected to look like; from tfgen_model::TensorInfo or a vector file.

@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 import needs
+from codegen.project import boards, targets
 from codegen.project.boards import builtin_boards_dir
 from conftest import model, run_tfgen
 
@@ -86,13 +87,13 @@ def test_a_linker_region_overflow_is_reported_as_not_fitting(tmp_path):
         assert linked.returncode != 0 and "will not fit in region" in linked.stderr, linked.stderr
         assert ("overflowed by" in linked.stderr) == (kind == "count"), linked.stderr
         with pytest.raises(DoesNotFit) as err:
-            builder._raise_if_overflowed(builder.QEMU_M4F, linked.stderr)
+            builder._raise_if_overflowed(targets.for_board(boards.get_board("mps2_an386")).build, linked.stderr)
         message = err.value.message
         assert message.startswith("does not fit mps2_an386's flash") and "(linker: " in message, message
         if kind == "count":
             over = int(re.search(r"flash: ([\d,]+) bytes over", message).group(1).replace(",", ""))
             assert 4096 - 1024 <= over <= 4096 + 64
-    builder._raise_if_overflowed(builder.QEMU_M4F, "undefined reference to `foo'")   # not an overflow
+    builder._raise_if_overflowed(targets.for_board(boards.get_board("mps2_an386")).build, "undefined reference to `foo'")   # not an overflow
 
 
 def test_esp32_offline_says_what_is_missing_after_generating(tmp_path):

@@ -46,7 +46,7 @@ def _generate(buf: bytes, name: str, board, tree) -> dict:
     ir = inspection.parse_model(buf, f"{name}.tflite")
     inspection.require_tflm_int8(ir)
     project = plan.make_plan(ir, board, 65536, tree, 0, "tfgen generate (fuzz)")
-    return render.render_project(project, board, buf, None)
+    return render.render_project(project, buf, None)
 
 
 def _number(m: re.Match) -> str:

@@ -29,7 +29,7 @@ def installed(tmp_path_factory) -> Path:
     assert built.returncode == 0, built.stderr
     wheel = next(wheels.glob("tfgen-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    for needed in ("codegen/cli.py", "codegen/data/tflm_ops.json", "codegen/_data/boards/esp32.toml",
+    for needed in ("codegen/cli/__init__.py", "codegen/project/generate.py", "codegen/data/tflm_ops.json", "codegen/_data/boards/esp32.toml",
                    "codegen/_data/templates/README.md", "codegen/_data/firmware/README.md"):
         assert needed in names
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from codegen import __version__
-from codegen.toolchain import cmsis_nn
+from codegen.toolchain import builder, cmsis_nn
+from codegen.project import targets
 from codegen.project.boards import Board
+from codegen.project.environments import ESP_COMPONENT, MONITOR_SPEED, Environment, default_env, environments
 from codegen.errors import TfgenError
 from codegen.model.inspection import require_tflm_int8
 from codegen.model.ir import ModelIR, Tensor
@@ -23,11 +25,13 @@ from codegen.toolchain.tflm_tree import INCLUDE_DIRS, TflmTree
 
 ARENA_MARGIN_PERCENT = 5          # at most this much is added to the measured arena (see arena_with_margin)
 ARENA_ALIGN = 16
-ESP_COMPONENT = "espressif/esp-tflite-micro"
-MONITOR_SPEED = 115200
+SDKCONFIG_COMMON = ("CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_240=y", "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
+                    "CONFIG_COMPILER_OPTIMIZATION_PERF=y")
+SDKCONFIG_PSRAM = ("CONFIG_SPIRAM=y", "CONFIG_SPIRAM_MODE_OCT=y", "CONFIG_SPIRAM_USE_CAPS_ALLOC=y")
 TFLITE_TYPES = {"int8": "kTfLiteInt8", "uint8": "kTfLiteUInt8", "int16": "kTfLiteInt16",
                 "int32": "kTfLiteInt32", "float32": "kTfLiteFloat32", "bool": "kTfLiteBool"}
 TFLM_LIB = "lib/tflm"
+FIRMWARE_API = 1                  # tfgen_model.h <-> firmware/tfgen_runtime.h (TFGEN_FIRMWARE_API)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,26 @@ class TensorPlan:
     bytes: int
     scale: str                # float literal, exact (repr of the float32 value)
     zero_point: int
+
+
+@dataclass(frozen=True)
+class QemuPlan:
+    """The emulated board's files: its PlatformIO board, linker script and link flags."""
+    board: str                # the emulated board: this one, or the Cortex-M4F stand-in (targets.emulated)
+    machine: str              # QEMU's -M
+    machine_name: str         # "MPS2 AN386"
+    core_name: str            # "Cortex-M4F"
+    gcc_cpu: str              # -mcpu
+    float_flags: tuple[str, ...]   # -mfloat-abi/-mfpu: the board's extra_flags; the link needs them too
+    link_flags: tuple[str, ...]    # what platformio_link.py adds to PlatformIO's link
+    f_cpu: int
+    flash_origin: str
+    flash_length: int
+    flash_size: str           # for the linker script: "4M", "512K" or bytes
+    ram_origin: str
+    ram_length: int
+    ram_size: str
+    docs_url: str
 
 
 @dataclass(frozen=True)
@@ -74,14 +98,24 @@ class ProjectPlan:
     include_dirs: tuple[str, ...]  # relative to the project
     with_vectors: bool
     vector_count: int
-    has_qemu_env: bool
+    environments: tuple[Environment, ...]   # the PlatformIO environments, the board's own first
+    default_env: str
+    template_groups: tuple[str, ...]        # templates/<group>/ rendered into the project
+    sdkconfig: tuple[str, ...]              # ESP-IDF's sdkconfig.defaults lines
+    arena_in_heap: bool                     # allocated at start-up (ESP-IDF), not a static array
+    qemu: QemuPlan | None                   # the emulated board's files, with a `qemu` environment
     monitor_speed: int
     banner: tuple[str, ...]
     regenerate: str
 
+    @property
+    def environment_names(self) -> list[str]:
+        return [e.name for e in self.environments]
+
     def template_data(self) -> dict:
         data = asdict(self)
         data["names"] = asdict(self.names)
+        data["environment_names"] = self.environment_names
         return data
 
 
@@ -131,6 +165,23 @@ def _float_literal(value: float) -> str:
     return text.replace("e+", "e") + "f"
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20}M" if n % (1 << 20) == 0 else f"{n >> 10}K" if n % 1024 == 0 else str(n)
+
+
+def _qemu_plan(target: targets.BoardTarget) -> QemuPlan:
+    board = target.board
+    flags = targets.CORE_FLAGS[board.core]
+    fl = tuple(f for f in flags if f.startswith(("-mfloat-abi", "-mfpu")))
+    q = board.qemu
+    docs = ("https://www.qemu.org/docs/master/system/arm/mps2.html" if q.machine.startswith("mps")
+            else "https://www.qemu.org/docs/master/system/target-arm.html")
+    return QemuPlan(board.name, q.machine, target.machine_name, target.core_name, flags[0].removeprefix("-mcpu="), fl,
+                    (*fl, *builder.ARM_LINK_FLAGS), board.cpu_mhz * 1_000_000,
+                    f"{q.flash.origin:#010x}", q.flash.length, _size(q.flash.length),
+                    f"{q.ram.origin:#010x}", q.ram.length, _size(q.ram.length), docs)
+
+
 HOST_ARENA = ("the smallest arena with which the tflite_micro interpreter runs this model on a 64-bit "
               "host, an upper bound for 32-bit targets")
 
@@ -171,6 +222,12 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
             kernels = "reference"
         tflm_files = tuple(sources + tree.headers() + tree.licenses())
     names = model_symbol_names(Path(ir.source).stem)
+    include_dirs = tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in include_dirs)
+    emulated = targets.emulated(board)
+    envs = environments(kind, emulated, bool(tflm_files), defines, include_dirs, board)
+    qemu = _qemu_plan(emulated) if any(e.role == "qemu" for e in envs) else None
+    groups = ("common", *(("espidf",) if kind == "espidf" else ()), *(("tflm",) if tflm_files else ()),
+              *(("qemu",) if qemu else ()))
     banner = (f"Generated by tfgen {__version__} from {ir.source} (sha256 {ir.sha256}) for board {board.name}.",
               "Do not edit: regenerate with the command below.", command)
     return ProjectPlan(
@@ -183,7 +240,9 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
         inputs=tuple(_tensor(t) for t in ir.inputs), outputs=tuple(_tensor(t) for t in ir.outputs),
         tflm_version=tflm_version, tflm_files=tflm_files, tflm_root=str(tree.root) if tree else "",
         cmsis_nn_files=cmsis_files, optimized_ops=optimized, defines=defines,
-        cmsis_nn_version=cmsis_version,
-        include_dirs=tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in include_dirs),
-        with_vectors=vector_count > 0, vector_count=vector_count,
-        has_qemu_env=board.arch == "arm", monitor_speed=MONITOR_SPEED, banner=banner, regenerate=command)
+        cmsis_nn_version=cmsis_version, include_dirs=include_dirs,
+        with_vectors=vector_count > 0, vector_count=vector_count, environments=envs,
+        default_env=default_env(kind, envs), template_groups=groups,
+        sdkconfig=(SDKCONFIG_COMMON + (SDKCONFIG_PSRAM if board.arena_placement == "psram" else ()))
+        if kind == "espidf" else (),
+        arena_in_heap=kind == "espidf", qemu=qemu, monitor_speed=MONITOR_SPEED, banner=banner, regenerate=command)

@@ -15,9 +15,8 @@ import jinja2
 
 from codegen.project import cgen, escape
 from codegen.project.naming import one_line
-from codegen.project.boards import Board
 from codegen.errors import TfgenError
-from codegen.project.plan import ARENA_MARGIN_PERCENT, TFLM_LIB, ProjectPlan
+from codegen.project.plan import ARENA_MARGIN_PERCENT, FIRMWARE_API, TFLM_LIB, ProjectPlan
 from codegen.resources import resource_dir
 from codegen.toolchain.tflm_fetch import PINNED_VERSION
 from codegen.toolchain.tflm_tree import NOT_COMPILED_DIRS
@@ -25,9 +24,7 @@ from codegen.toolchain.tflm_tree import NOT_COMPILED_DIRS
 Content = str | bytes | Path          # Path: copy that file
 
 VECTORS_HEADER = "tfgen_vectors.h"
-SDKCONFIG_COMMON = ("CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_240=y", "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
-                    "CONFIG_COMPILER_OPTIMIZATION_PERF=y")
-SDKCONFIG_PSRAM = ("CONFIG_SPIRAM=y", "CONFIG_SPIRAM_MODE_OCT=y", "CONFIG_SPIRAM_USE_CAPS_ALLOC=y")
+BOARD_PLACEHOLDER = "BOARD"        # in a template's path: the board's name (templates/qemu/src/qemu/BOARD.ld.j2)
 
 
 def _environment() -> jinja2.Environment:
@@ -38,18 +35,8 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _groups(plan: ProjectPlan) -> list[str]:
-    groups = ["common"]
-    if plan.kind == "espidf":
-        groups.append("espidf")
-    if plan.tflm_files:
-        groups.append("tflm")
-        if plan.has_qemu_env:
-            groups.append("qemu")
-    return groups
-
-
-def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes | None) -> dict[str, Content]:
+def render_project(plan: ProjectPlan, model: bytes, vectors: bytes | None) -> dict[str, Content]:
+    """The project's files. Every decision is the plan's; this only places its values."""
     files: dict[str, Content] = {}
     banner = "\n".join(one_line(line) for line in plan.banner)     # each banner line stays one line
 
@@ -68,7 +55,7 @@ def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes
     for path in sorted(firmware.rglob("*")):
         rel = path.relative_to(firmware).as_posix()
         if path.is_file() and rel != "README.md":
-            if rel.startswith("qemu/") and not (plan.has_qemu_env and plan.tflm_files):
+            if rel.startswith("qemu/") and plan.qemu is None:
                 continue
             files[f"src/{rel}"] = path.read_bytes()
 
@@ -82,18 +69,16 @@ def render_project(plan: ProjectPlan, board: Board, model: bytes, vectors: bytes
     sources = sorted(p.removeprefix("src/") for p in files
                      if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])
     data = plan.template_data() | {
-        "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION,
+        "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION, "firmware_api": FIRMWARE_API,
         "not_compiled": list(NOT_COMPILED_DIRS),
         "sources": sorted(sources + ["tfgen_model.cc"]),
-        "sdkconfig": SDKCONFIG_COMMON + (SDKCONFIG_PSRAM if plan.arena_placement == "psram" else ()),
-        "qemu_flash": board.qemu.flash.length if board.qemu else 4 << 20,
-        "qemu_ram": board.qemu.ram.length if board.qemu else 4 << 20,
     }
     env = _environment()
     templates = resource_dir("templates")
-    for group in _groups(plan):
+    for group in plan.template_groups:
         for path in sorted((templates / group).rglob("*.j2")):
             rel = path.relative_to(templates / group).as_posix().removesuffix(".j2")
+            rel = rel.replace(BOARD_PLACEHOLDER, plan.qemu.board if plan.qemu else plan.board)
             name = path.relative_to(templates).as_posix()
             try:
                 files[rel] = env.get_template(name).render(data)
@@ -120,8 +105,10 @@ def made_by_tfgen(path: Path) -> bool:
         return False
 
 
-def check_output_dir(out: Path, force: bool) -> None:
-    """Refuse, before any work, an -o that tfgen must not fill or replace (exit 2, one line)."""
+def check_output_dir(out: Path, force: bool, refused_hint: str = "pass --force to replace it, or choose another -o"
+                     ) -> None:
+    """Refuse, before any work, an -o that tfgen must not fill or replace (exit 2, one line).
+    ``refused_hint``: what to do about a non-empty directory without ``force``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TfgenError(f"{out}: exists and is not a directory", "choose another -o")
@@ -131,8 +118,7 @@ def check_output_dir(out: Path, force: bool) -> None:
     except OSError as exc:
         raise TfgenError(f"{out}: cannot read it ({exc.strerror})", "choose another -o")
     if not empty and not force:
-        raise TfgenError(f"{out}: directory exists and is not empty",
-                         "pass --force to replace it, or choose another -o")
+        raise TfgenError(f"{out}: directory exists and is not empty", refused_hint)
     cwd = Path.cwd().resolve()
     if resolved == Path(resolved.anchor) or resolved == Path.home().resolve() or resolved in (cwd, *cwd.parents):
         raise TfgenError(f"{out}: refusing to use {resolved} for a project (the root, your home, or the "
@@ -176,9 +162,7 @@ def _write(files: dict[str, Content], out: Path, parent: Path) -> None:
                 dest.write_bytes(content)
             else:
                 dest.write_text(content, encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)
+        os.chmod(tmp, 0o777 & ~_umask())
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=parent))
             os.replace(out, old / out.name)
@@ -189,3 +173,23 @@ def _write(files: dict[str, Content], out: Path, parent: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it; set back at once)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask

@@ -1,7 +1,8 @@
 """Build: a generated project -> firmware, with its real flash and RAM from the ELF.
 
-``host`` and ``mps2_an386`` are built by tfgen's own builder (``hostbuild``: the same sources and flags
-as the project's ``sim`` and ``qemu`` environments); every other board by PlatformIO (``pio run``).
+Boards with a target (``host`` and the emulated Cortex-M boards, ``project.targets``) are built by
+tfgen's own builder (``toolchain.builder``: the same sources and flags as the project's ``sim`` and
+``qemu`` environments); every other board by PlatformIO (``pio run``).
 Where PlatformIO cannot install the board's platform or toolchain (offline), one error says what is
 missing; the project stays generated.
 """
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codegen.toolchain import elfsize, builder, proc
+from codegen.project import targets
+from codegen.project.generate import read_project_file
 from codegen.project.boards import Board
 from codegen.errors import TfgenError
 
 PIO_TIMEOUT_S = 3600
-OWN_BUILDER = {"host": builder.HOST, "mps2_an386": builder.QEMU_M4F}
 _PIO_OFFLINE = re.compile(r"HTTPClientError|Could not resolve host|Max retries exceeded|"
                           r"(?i:internet connection)|UnknownPackageError|PackageException", re.I)
 
@@ -36,8 +38,13 @@ def pio_env() -> dict[str, str]:
 
 
 def build_project(project: Path, board: Board) -> Firmware:
-    if board.name in OWN_BUILDER:
-        built = builder.build(project, test_mode=False, target=OWN_BUILDER[board.name])
+    made_for = read_project_file(project)["board"]
+    if made_for != board.name:
+        raise TfgenError(f"{project}: generated for {made_for}, not {board.name}",
+                         f"build it with --board {made_for}, or generate a project for {board.name}")
+    target = targets.for_board(board)
+    if target is not None:
+        built = builder.build(project, test_mode=False, target=target.build)
         return Firmware(built.executable, elfsize.image_size(built.executable), "tfgen", built.seconds,
                         len(built.compiled))
     return _pio_build(project, board)
@@ -88,9 +95,8 @@ def run_pio(project: Path, args: list[str], interactive: bool = False) -> int:
 
 def fit_report(project: Path, board: Board, firmware: Firmware) -> dict:
     """The firmware's flash, RAM and PSRAM (the arena, where it lives there) against the board's limits."""
-    header = (project / "src" / "tfgen_model.h").read_text(encoding="utf-8")
-    arena = int(re.search(r"kArenaSize = (\d+);", header).group(1))
-    heap_arena = "esp_heap_caps.h" in (project / "src" / "tfgen_model.cc").read_text(encoding="utf-8")
+    arena_plan = read_project_file(project)["arena"]
+    arena, heap_arena = int(arena_plan["size"]), bool(arena_plan["in_heap"])
     flash, ram = firmware.size.flash, firmware.size.ram
     ram_needed = ram + (arena if heap_arena and board.arena_placement == "internal" else 0)
     psram_needed = arena if board.arena_placement == "psram" else 0

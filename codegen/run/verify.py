@@ -1,8 +1,8 @@
 """Verify: build the generated firmware, run it on test vectors, compare with the oracle byte for byte.
 
-``host``: the project's own sources compiled with the system g++ and run natively. ``mps2_an386``:
-compiled with arm-none-eabi-g++ for Cortex-M4F and run in ``qemu-system-arm -M mps2-an386`` with
-semihosting, under ``-icount shift=0`` so that time is instructions (one per virtual nanosecond).
+``host``: the project's own sources compiled with the system g++ and run natively. An emulated board
+(``mps2_an386``, or any board with a ``[qemu]`` table): compiled with arm-none-eabi-g++ for its core
+and run in ``qemu-system-arm -M <its machine>`` with semihosting, under ``-icount shift=0`` so that time is instructions (one per virtual nanosecond).
 Objects are cached (``hostbuild``), so a second verify of the same model rebuilds nothing.
 """
 from __future__ import annotations
@@ -19,17 +19,16 @@ from pathlib import Path
 import numpy as np
 
 from codegen.toolchain import cmsis_nn, elfsize, fetch, builder, proc, tflm_tree
-from codegen.project import fit, plan, render
+from codegen.project import fit
 from codegen.oracle import oracle, reference
 from codegen.run import replay
 from codegen.model import vectors
+from codegen.project import generate, targets
 from codegen.project.boards import Board
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.model.ir import ModelIR
 
-QEMU = "qemu-system-arm"
 QEMU_TIMEOUT_S = 900
-BOARDS = {"host": builder.HOST, "mps2_an386": builder.QEMU_M4F}
 
 
 @dataclass(frozen=True)
@@ -146,15 +145,11 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
 
     ``kernels``: "reference", "cmsis-nn", or None for the board's own (cmsis-nn on mps2_an386 when a
     CMSIS-NN setup is available, else reference with a note)."""
-    if board.name not in BOARDS:
-        raise TfgenError(f"verify runs on {', '.join(BOARDS)}, not {board.name}",
-                         "verify on host (simulation) or mps2_an386 (QEMU Cortex-M4F); "
-                         f"`tfgen build --board {board.name}` checks the board's build")
-    target = BOARDS[board.name]
-    if board.name == "mps2_an386":
-        for tool in (target.cxx, QEMU):
+    target = targets.require(board)
+    if target.emulator:
+        for tool in (target.build.cxx, target.emulator[0]):
             if not shutil.which(tool):
-                raise TfgenError(f"verify on mps2_an386 needs {tool}, which is not installed",
+                raise TfgenError(f"verify on {board.name} needs {tool}, which is not installed",
                                  "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
                                  "libstdc++-arm-none-eabi-newlib qemu-system-arm")
     too_big = fit.certainly_too_big(ir, board)
@@ -171,13 +166,14 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
         fewer = (f"pass fewer --vectors (each is {per_vector:,} B; about {room // per_vector} fit)"
                  if room >= per_vector else "not one vector fits beside the model")
         raise DoesNotFit(f"{with_vectors}: the firmware carries its test vectors", f"{fewer}, or verify on host")
-    measured = arena if arena is not None else ref.arena.min_bytes
-    source = "measured on the target, with these kernels" if arena is not None else plan.HOST_ARENA
-    project = plan.make_plan(ir, board, measured, tree, ref.vectors.count, command, source, cmsis=cmsis)
-    files = render.render_project(project, board, model, blob)
+    gen = generate.generate(ir, model, board, generate.Options(
+        tflm_dir=tree.root, cmsis_nn_dir=cmsis.root if cmsis else None, kernels="cmsis-nn" if cmsis else "reference",
+        vectors=blob, arena_from=arena, arena_source="measured on the target, with these kernels",
+        arena_measured=ref.arena.min_bytes, command=command))
+    project = gen.plan
     private = out is None
     out = out or work_dir(ir, board.name) / "project"
-    _refresh(files, out)
+    _refresh(gen.files, out)
     return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
                     tree.version, ir, model,
                     f"cmsis-nn ({project.cmsis_nn_version})" if project.cmsis_nn_version else project.kernels, project.optimized_ops,
@@ -220,14 +216,15 @@ def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path
 
 def build_and_run(prep: Prepared) -> VerifyResult:
     """Build the project for its board, run it, and compare every output byte with the oracle's."""
-    built = builder.build(prep.project, target=BOARDS[prep.board.name])
+    target = targets.require(prep.board)
+    built = builder.build(prep.project, target=target.build)
     start = time.monotonic()
-    result = _run(prep.board.name, built.executable)
+    result = _run(target, built.executable)
     seconds = time.monotonic() - start
     log = replay.parse(result.stdout)
     comparison = replay.compare(prep.vectors, log)
     instructions = None
-    if prep.board.name == "mps2_an386" and _int(log.summary.get("invoke_us_mean")) is not None:
+    if target.counts_instructions and _int(log.summary.get("invoke_us_mean")) is not None:
         instructions = _int(log.summary["invoke_us_mean"]) * 1000    # -icount shift=0: 1 ns = 1 insn
     notes = list(prep.notes)
     flash = elfsize.image_size(built.executable).flash if prep.board.name != "host" else None
@@ -250,10 +247,10 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     ops = [op for op in ir.operators if op.subgraph == 0]
     arena = oracle.per_op_arena(ir, prep.arena_size)
     flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
-    target = BOARDS[prep.board.name]
-    out = prep.project / "build" / f"{target.name}-per-op" / Path(target.output).name
-    built = builder.build(prep.project, out, target=target, extra_flags=flags)
-    result = _run(prep.board.name, built.executable)
+    target = targets.require(prep.board)
+    out = prep.project / "build" / f"{target.build.name}-per-op" / Path(target.build.output).name
+    built = builder.build(prep.project, out, target=target.build, extra_flags=flags)
+    result = _run(target, built.executable)
     log = replay.parse(result.stdout)
     if log.errors:
         raise TfgenError(f"the per-op build failed on {prep.board.name}: {log.errors[0]}",
@@ -285,14 +282,11 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     return OpDivergence(vector, len(ops), compared)
 
 
-def _run(board: str, executable: Path):
-    if board == "host":
+def _run(target: targets.BoardTarget, executable: Path):
+    if not target.emulator:
         return builder.run_program(executable)
-    return proc.run([QEMU, "-M", "mps2-an386", "-cpu", "cortex-m4", "-icount", "shift=0",
-                     "-nographic", "-monitor", "none", "-serial", "none",
-                     "-semihosting-config", "enable=on,target=native", "-kernel", executable],
-                    what="QEMU (mps2-an386)", timeout=QEMU_TIMEOUT_S, check=False,
-                    hint="the firmware hung or faulted in QEMU")
+    return proc.run(target.run_command(executable), what=f"QEMU ({target.emulator[2]})", timeout=QEMU_TIMEOUT_S,
+                    check=False, hint="the firmware hung or faulted in QEMU")
 
 
 def _refresh(files: dict, project: Path) -> None:

@@ -55,9 +55,13 @@ MANIFEST_ENTRIES = 8            # header sets remembered per source (e.g. two TF
 # it, so every file gets it), no RTTI/exceptions/thread-safe statics, sections for --gc-sections.
 # -O2 is TFLM's kernel optimization level and the Python wheel's (Bazel -c opt). x86-64 has no FMA
 # in its baseline, so no float multiply-add is contracted, here or in the wheel.
-COMMON_FLAGS = ("-O2", "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON",
+# The generated project's PlatformIO environments take these same constants (project.environments).
+HOST_OPT = "-O2"
+STATIC_MEMORY = "-DTF_LITE_STATIC_MEMORY"
+NO_EXCEPTIONS = "-fno-exceptions"
+COMMON_FLAGS = (HOST_OPT, STATIC_MEMORY, "-DTF_LITE_DISABLE_X86_NEON",
                 "-fno-unwind-tables", "-ffunction-sections", "-fdata-sections", "-fmessage-length=0")
-CXX_FLAGS = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics")
+CXX_FLAGS = ("-std=c++17", "-fno-rtti", NO_EXCEPTIONS, "-fno-threadsafe-statics")
 C_FLAGS = ("-std=c11",)
 # TFLM's own sources are not ours to fix: no warnings. Ours (src/) with warnings as errors, the
 # checks esp-tflite-micro builds TFLM with; TFLM's headers are -isystem there, so only our code
@@ -89,15 +93,24 @@ class Target:
 
 
 HOST = Target("host", CXX, CC, (), LINK_FLAGS, LIBS, SRC_EXCLUDED, DEFAULT_OUTPUT)
-# QEMU's mps2-an386: Cortex-M4F, -Os as embedded builds are made, semihosting for output and exit,
-# start-up code and linker script from src/qemu/ (firmware/qemu/).
-QEMU_M4F = Target(
-    "mps2_an386", "arm-none-eabi-g++", "arm-none-eabi-gcc",
-    ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-DTFGEN_SEMIHOSTING"),
-    ("--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles", "-T", "src/qemu/mps2_an386.ld",
-     "-Wl,--gc-sections", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
-    ("-lm",), (), "build/qemu/firmware.elf")
-TARGETS = {t.name: t for t in (HOST, QEMU_M4F)}
+ARM_CXX, ARM_CC = "arm-none-eabi-g++", "arm-none-eabi-gcc"
+EMBEDDED_OPT = "-Os"                  # embedded builds are made for size
+SEMIHOSTING_FLAGS = ("-DTFGEN_SEMIHOSTING",)
+ARM_LINK_FLAGS = ("--specs=nano.specs", "--specs=rdimon.specs", "-nostartfiles")
+QEMU_OUTPUT = "build/qemu/firmware.elf"
+DEFAULT_SYSTICK_HZ = 25_000_000       # firmware/tfgen_platform.cc's default: QEMU's mps2 machines
+
+
+def systick_flags(clock_hz: int) -> tuple[str, ...]:
+    return () if clock_hz == DEFAULT_SYSTICK_HZ else (f"-DTFGEN_SYSTICK_HZ={clock_hz}u",)
+
+
+def emulated_cortex_m(name: str, cpu_flags: tuple[str, ...], ldscript: str, clock_hz: int = DEFAULT_SYSTICK_HZ) -> Target:
+    """A Cortex-M board run in QEMU: -Os as embedded builds are made, semihosting for output and exit,
+    start-up code and the linker script ``ldscript`` from src/qemu/ (made from the board's memory map).
+    ``clock_hz``: SysTick's clock, which the harness times with (firmware/tfgen_platform.cc)."""
+    return Target(name, ARM_CXX, ARM_CC, (EMBEDDED_OPT, *cpu_flags, *SEMIHOSTING_FLAGS, *systick_flags(clock_hz)),
+                  (*ARM_LINK_FLAGS, "-T", ldscript, "-Wl,--gc-sections", *cpu_flags), ("-lm",), (), QEMU_OUTPUT)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-/* Start-up code for QEMU's mps2-an386 (Cortex-M4F), used by the `qemu` environment only.
+/* Start-up code for an emulated Cortex-M (QEMU's mps2 machines), used by the `qemu` environment only.
  *
- * The image is code at 0x0 followed by .data's initial values (mps2_an386.ld); this copies .data to
- * RAM at 0x20000000, zeroes .bss, enables the FPU, opens the semihosting console (newlib's
- * librdimon), runs C++ constructors and main(), and leaves QEMU through semihosting's exit with
- * main's status. */
+ * The image is code at CODE followed by .data's initial values (src/qemu/<board>.ld, made from the
+ * board's memory map); this copies .data to RAM, zeroes .bss, enables the FPU (on cores built with
+ * one), opens the semihosting console (newlib's librdimon), runs C++ constructors and main(), and
+ * leaves QEMU through semihosting's exit with main's status. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -16,8 +16,10 @@ void Reset_Handler(void) {
   const uint32_t* from = &__data_load__;
   for (uint32_t* p = &__data_start__; p < &__data_end__; ++p) *p = *from++;
   for (uint32_t* p = &__bss_start__; p < &__bss_end__; ++p) *p = 0;
+#if defined(__ARM_FP)
   *(volatile uint32_t*)0xE000ED88u |= 0xFu << 20; /* CPACR: full access to CP10/CP11 (the FPU) */
   __asm volatile("dsb\n\tisb" ::: "memory");
+#endif
   initialise_monitor_handles();
   __libc_init_array();
   exit(main());

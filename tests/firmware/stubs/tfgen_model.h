@@ -3,6 +3,8 @@
 #ifndef TFGEN_MODEL_H_
 #define TFGEN_MODEL_H_
 
+#define TFGEN_FIRMWARE_API 1
+
 #include <cstddef>
 #include <cstdint>
 

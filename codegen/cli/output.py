@@ -1,0 +1,100 @@
+"""What every command shares: printing reports, refusing to overwrite, the options of several commands.
+
+The CLI is the only layer that writes files or prints; each command parses, calls one stage and emits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from codegen.errors import TfgenError
+
+
+def _json_default(v):
+    if isinstance(v, Path):
+        return str(v)
+    raise TypeError(type(v).__name__)
+
+
+def _clean_floats(v):
+    """JSON has no inf/nan: write them as strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "inf" if v > 0 else ("-inf" if v < 0 else "nan")
+    if isinstance(v, dict):
+        return {k: _clean_floats(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean_floats(x) for x in v]
+    return v
+
+
+def emit(report: dict, as_json: bool, text) -> None:
+    """Print a command's report: JSON for machines, ``text(report)`` for people."""
+    if as_json:
+        print(json.dumps(_clean_floats(report), indent=2, default=_json_default))
+    else:
+        print(text(report))
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Refuse to overwrite a user's file without --force, before any work is done."""
+    if path.is_dir():
+        raise TfgenError(f"{path}: is a directory, expected an output file path", "name a file")
+    if path.exists() and not force:
+        raise TfgenError(f"{path}: already exists", "pass --force to overwrite it, or choose another -o")
+    if not path.parent.is_dir():
+        raise TfgenError(f"{path.parent}: no such directory for the output", "create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TfgenError(f"{path}: no permission to write it", "choose a writable -o")
+
+
+class Command:
+    name = ""
+    help = ""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        raise NotImplementedError
+
+    def run(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError
+
+
+def load_ir(path: Path):
+    from codegen.model.inspection import load_model_bytes, parse_model
+    model = load_model_bytes(path)
+    return model, parse_model(model, path.name)
+
+
+DEFAULT_VECTORS = 100
+
+
+def input_options(p) -> None:
+    """The inputs the oracle runs on: N random vectors, or a file (for reference and verify)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--vectors", type=int, default=None, metavar="N",
+                     help=f"N random input vectors (default {DEFAULT_VECTORS})")
+    src.add_argument("--inputs", type=Path, metavar="X.npy",
+                     help="inputs: raw int8, or floats to quantize (.npz for several inputs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
+
+
+def read_inputs(args, ir) -> list:
+    from codegen.oracle import reference
+    if args.inputs:
+        return reference.inputs_from_file(ir, args.inputs)
+    return reference.random_inputs(ir, DEFAULT_VECTORS if args.vectors is None else args.vectors, args.seed)
+
+
+def kernel_options(p, sources: bool = True) -> None:
+    """--kernels, and with ``sources`` (commands that build) --cmsis-nn-dir."""
+    p.add_argument("--kernels", choices=("reference", "cmsis-nn"), default=None,
+                   help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's"
+                        + (", cmsis-nn when a CMSIS-NN setup is available)" if sources else
+                           "; the code sizes of each are in tfgen's table, no CMSIS-NN setup is needed)"))
+    if not sources:
+        return
+    p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
+                   help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR, else "
+                        "the cached or downloaded pinned archives)")

@@ -1,0 +1,96 @@
+"""Targets from board data: how tfgen itself builds and runs firmware for a board.
+
+A board has a target when tfgen can run its firmware here: ``host`` (the build machine) and every
+Cortex-M board with a ``[qemu]`` table. The compiler flags come from the board's core, the emulator's
+command line from its ``[qemu]`` table and the linker script from its memory map, so a second
+emulated board is one TOML file. The generated project's ``sim`` and ``qemu`` PlatformIO environments
+are made from the same target (``plan``), so tfgen's builder and PlatformIO compile alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codegen.errors import TfgenError
+from codegen.project.boards import Board
+from codegen.toolchain import builder
+
+QEMU = "qemu-system-arm"
+# GCC's flags per Cortex-M core, as Arm's and the boards' own build systems give them (hard float
+# where the core has an FPU: single precision on M4F/M33, double on M7).
+CORE_FLAGS = {
+    "cortex-m0plus": ("-mcpu=cortex-m0plus", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m3": ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m4": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=soft"),
+    "cortex-m4f": ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+    "cortex-m7": ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+    "cortex-m33": ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+    "cortex-m55": ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+}
+# -icount shift=0: one instruction per virtual nanosecond, so time is instructions and deterministic.
+QEMU_OPTIONS = ("-icount", "shift=0", "-nographic", "-monitor", "none", "-serial", "none",
+                "-semihosting-config", "enable=on,target=native")
+
+
+@dataclass(frozen=True)
+class BoardTarget:
+    board: Board
+    build: builder.Target
+    emulator: tuple[str, ...]       # the command that runs the firmware (its path appended); () natively
+    core_name: str                  # "Cortex-M4F", for people
+    machine_name: str               # "MPS2 AN386", for people ("" on the host)
+
+    @property
+    def counts_instructions(self) -> bool:
+        return bool(self.emulator)
+
+    def run_command(self, executable) -> list:
+        return [*self.emulator, executable] if self.emulator else [executable]
+
+
+def core_name(core: str) -> str:
+    """cortex-m4f -> Cortex-M4F, cortex-m0plus -> Cortex-M0+."""
+    return core.replace("cortex-m", "Cortex-M").replace("plus", "+").replace("f", "F")
+
+
+def ldscript(board: Board) -> str:
+    return f"src/qemu/{board.name}.ld"
+
+
+def for_board(board: Board) -> BoardTarget | None:
+    """The board's target, or None where tfgen cannot run its firmware here."""
+    if board.arch == "host":
+        return BoardTarget(board, builder.HOST, (), "host", "")
+    if board.qemu is None or board.core not in CORE_FLAGS:
+        return None
+    flags = CORE_FLAGS[board.core]
+    return BoardTarget(board, builder.emulated_cortex_m(board.name, flags, ldscript(board), board.cpu_mhz * 1_000_000),
+                       (QEMU, "-M", board.qemu.machine, "-cpu", board.qemu.cpu, *QEMU_OPTIONS, "-kernel"),
+                       core_name(board.core), board.qemu.machine.upper().replace("-", " "))
+
+
+STAND_IN = "mps2_an386"     # the emulated Cortex-M4F the `qemu` environment of other Arm boards runs on
+
+
+def emulated(board: Board) -> BoardTarget | None:
+    """The emulated board a project's `qemu` environment runs on: the board itself where QEMU
+    emulates it, else, for any other Arm board, the built-in Cortex-M4F stand-in (its code tested on
+    a Cortex-M before flashing); None for boards of other arches."""
+    target = for_board(board)
+    if target is not None and target.emulator:
+        return target
+    if board.arch != "arm":
+        return None
+    from codegen.project.boards import get_board
+    return for_board(get_board(STAND_IN))
+
+
+def require(board: Board, boards: dict[str, Board] | None = None) -> BoardTarget:
+    """The board's target, or one line saying which boards have one."""
+    target = for_board(board)
+    if target is None:
+        known = ", ".join(b.name for b in (boards or {}).values() if for_board(b)) or "host, mps2_an386"
+        raise TfgenError(f"tfgen cannot run {board.name}'s firmware here (no [qemu] table for its "
+                         f"{board.core}); verify runs on {known}",
+                         f"verify on host or an emulated board; `tfgen build --board {board.name}` checks "
+                         "the board's build")
+    return target
