@@ -171,3 +171,17 @@ def test_the_regenerate_line_makes_the_same_project(tmp_path):
     assert r.returncode == 0, r.stderr
     after = {p.relative_to(work / "proj"): p.read_bytes() for p in (work / "proj").rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_generated_and_hand_written_halves_of_other_versions_do_not_compile(tmp_path):
+    """The version handshake: a tfgen_model.h of another firmware API stops the first compile, saying
+    to regenerate, instead of failing somewhere in the harness or computing with a stale contract."""
+    needs.tflm()
+    out = tmp_path / "p"
+    assert run_tfgen("generate", model("hello_world_int8"), "--board", "host", "-o", out).returncode == 0
+    header = out / "src" / "tfgen_model.h"
+    text = header.read_text()
+    assert "#define TFGEN_FIRMWARE_API 1\n" in text
+    header.write_text(text.replace("#define TFGEN_FIRMWARE_API 1\n", "#define TFGEN_FIRMWARE_API 2\n"))
+    r = run_tfgen("build", out, "--board", "host", timeout=900)
+    assert r.returncode == 2 and "regenerate the project" in r.stderr, r.stderr

@@ -227,7 +227,7 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     if target.counts_instructions and _int(log.summary.get("invoke_us_mean")) is not None:
         instructions = _int(log.summary["invoke_us_mean"]) * 1000    # -icount shift=0: 1 ns = 1 insn
     notes = list(prep.notes)
-    flash = elfsize.image_size(built.executable).flash if prep.board.name != "host" else None
+    flash = elfsize.image_size(built.executable).flash if target.emulator else None
     oracle_version = oracle.tflm_version()
     if comparison.mismatched_bytes:
         notes.append(f"the firmware's TFLM is {prep.tflm}, the oracle is tflite_micro {oracle_version}; "
