@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from codegen import verify  # noqa: E402
+from codegen.run import verify  # noqa: E402
 from codegen.project import boards, generate, plan, render
 from codegen.run import build
 from codegen.toolchain import cmsis_nn, tflm_tree
