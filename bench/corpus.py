@@ -3,7 +3,8 @@
 For each model: `tfgen inspect` (ops, kind, arena), `tfgen reference` (the oracle's vectors),
 `tfgen generate` for every built-in board (checking that the generated resolver registers exactly the
 ops inspect lists), then `tfgen verify` on the host and on mps2_an386 (QEMU's Cortex-M4F) with TFLM's
-reference kernels and with CMSIS-NN. A model tfgen refuses, or that a board cannot hold, is recorded
+reference kernels and with CMSIS-NN, and `--board esp32` with the ESP-NN kernels on the host (with
+`--sanitize`) and on QEMU. A model tfgen refuses, or that a board cannot hold, is recorded
 with the reason. Writes the table to bench/CORPUS.md (and --json):
 
     .venv/bin/python bench/corpus.py [--models NAME ...] [--json FILE] [--markdown FILE]
@@ -28,7 +29,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "models"))
-VERIFY = (("host", "reference"), ("mps2_an386", "reference"), ("mps2_an386", "cmsis-nn"))
+# (board, kernels, where it runs): TFLM's reference kernels, CMSIS-NN on the Cortex-M4F, and the ESP-NN
+# kernels an ESP32 runs, on the host (with AddressSanitizer and UBSan) and on the Cortex-M4F in QEMU.
+VERIFY = (("host", "reference", None), ("mps2_an386", "reference", None), ("mps2_an386", "cmsis-nn", None),
+          ("esp32", "esp-nn", "host"), ("esp32", "esp-nn", "qemu"))
+
+
+def verify_key(board: str, kernels: str, on: str | None) -> str:
+    return f"{board}/{kernels}" + (f" on {on}" if on else "")
 # QEMU runs reference kernels at some 10^8 instructions a second, and the firmware carries its vectors
 # in flash: fewer vectors for the big models and the big tensors.
 MAC_BUDGET = 30_000_000
@@ -54,7 +62,7 @@ def _line(r: subprocess.CompletedProcess) -> str:
 
 def registered_ops(project: Path) -> list[str]:
     """The resolver methods the generated tfgen_model.cc calls, in order."""
-    return re.findall(r"resolver\.(Add\w+)\(\)", (project / "src" / "tfgen_model.cc").read_text(encoding="utf-8"))
+    return re.findall(r"resolver\.(Add\w+)\(", (project / "src" / "tfgen_model.cc").read_text(encoding="utf-8"))
 
 
 def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
@@ -88,18 +96,19 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
         else:
             row["generate"][board] = {"ok": False, "does_not_fit": r.returncode == 1, "error": _line(r)}
     row["verify"] = {}
-    for board, kernels in VERIFY:
+    for board, kernels, on in VERIFY:
         start = time.monotonic()
         r = tfgen("verify", path, "--board", board, "--vectors", count, "--json",
-                  *(("--kernels", kernels) if board != "host" else ()))
-        key = f"{board}/{kernels}"
+                  *(("--kernels", kernels) if board != "host" else ()), *(("--on", on) if on else ()),
+                  *(("--sanitize",) if on == "host" else ()))
+        key = verify_key(board, kernels, on)
         if r.returncode in (0, 1) and r.stdout.strip().startswith("{"):
             v = json.loads(r.stdout)
             row["verify"][key] = {k: v[k] for k in ("ok", "vectors", "bytes_compared", "mismatched_bytes",
                                                     "max_lsb_difference", "arena_used_bytes", "arena_size",
                                                     "instructions_per_inference", "flash_bytes", "kernels",
                                                     "optimized_ops", "firmware_errors", "notes",
-                                                    "arena_needed_on_target")}
+                                                    "arena_needed_on_target", "ran_on", "sanitized")}
             row["verify"][key]["seconds"] = round(time.monotonic() - start, 1)
         else:
             row["verify"][key] = {"ok": False, "does_not_fit": r.returncode == 1 and "does not fit" in r.stderr,
@@ -122,7 +131,7 @@ def _cell(v: dict) -> str:
 
 
 def markdown(rows: list[dict], header: str) -> str:
-    out = [header, "", "| model | kind, I/O | ops | " + " | ".join(f"{b} {k}" for b, k in VERIFY) + " | generate |",
+    out = [header, "", "| model | kind, I/O | ops | " + " | ".join(verify_key(*v) for v in VERIFY) + " | generate |",
            "|---" * (4 + len(VERIFY)) + "|"]
     for row in rows:
         if "refused" in row:
@@ -133,7 +142,7 @@ def markdown(rows: list[dict], header: str) -> str:
         good = [b for b, g in gen.items() if g["ok"] and g["resolver"] == row["methods"]]
         big = [b for b, g in gen.items() if g.get("does_not_fit")]
         bad = [f"{b}: {g.get('error', 'resolver differs')}" for b, g in gen.items() if b not in good + big]
-        cells = [_cell(row["verify"][f"{b}/{k}"]) if f"{b}/{k}" in row.get("verify", {}) else "" for b, k in VERIFY]
+        cells = [_cell(row["verify"][verify_key(*v)]) if verify_key(*v) in row.get("verify", {}) else "" for v in VERIFY]
         out.append(f"| {row['model']} | {row['kind']}, {'/'.join(row['dtypes'])} | {', '.join(row['ops'])} | "
                    + " | ".join(cells) + f" | {len(good)} of {len(gen)} boards"
                    + (f"; too big for {', '.join(big)}" if big else "") + ("; " + "; ".join(bad) if bad else "")

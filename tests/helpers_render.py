@@ -17,6 +17,7 @@ from codegen.model.ir import ModelIR, Operator, OpUse, Quantization, Tensor
 from codegen.model.tflm_ops import load_op_set
 from codegen.project import boards, plan as plan_mod, render
 from codegen.project.boards import Board
+from codegen.toolchain.esp_nn import EspNn
 from codegen.toolchain.tflm_tree import TflmTree
 
 RENDER_SPECS = Path(__file__).resolve().parent / "render"
@@ -50,12 +51,17 @@ def _op_use(name: str, versions: tuple[int, ...], count: int) -> OpUse:
                  tflm_method=method)
 
 
-def make_ir(kind: str = "fc", source: str | None = None, model: bytes | None = None) -> ModelIR:
+SOFTMAX_SHAPE = (1, 1, 1, 8)   # make_ir("softmax")'s default: dims[1] (1) < the last dimension (8)
+
+
+def make_ir(kind: str = "fc", source: str | None = None, model: bytes | None = None,
+            softmax_shape: tuple[int, ...] = SOFTMAX_SHAPE) -> ModelIR:
     """A small full-INT8 model's IR, as parse_model would give it.
 
     ``fc``: FULLY_CONNECTED, int8 input [1, 4] -> int8 output [1, 2] (weights [2, 4] int8, bias [2]
     int32). ``conv_softmax``: CONV_2D (3x3, 2 filters, per-channel weights) on an int8 [1, 3, 3, 1]
     input, then SOFTMAX -> int8 [1, 1, 1, 2] with TFLite's softmax quantization (1/256, -128).
+    ``softmax``: one SOFTMAX, int8 ``softmax_shape`` in and out (default 1x1x1x8).
     ``source`` is the file name (default ``tiny_<kind>.tflite``); ``model`` the bytes whose sha256 and
     size the IR carries (default ``model_bytes(source)``)."""
     source = source or f"tiny_{kind}.tflite"
@@ -83,8 +89,16 @@ def make_ir(kind: str = "fc", source: str | None = None, model: bytes | None = N
                      Operator(1, 0, "SOFTMAX", 2, False, (3,), (4,), macs=0))
         ops = (_op_use("CONV_2D", (3,), 1), _op_use("SOFTMAX", (2,), 1))
         inputs, outputs = (tensors[0],), (tensors[4],)
+    elif kind == "softmax":
+        tensors = (
+            Tensor(0, "serving_default_logits:0", "int8", tuple(softmax_shape), _q(0.0625, 3), 0, buffer=1),
+            Tensor(1, "StatefulPartitionedCall:0", "int8", tuple(softmax_shape), _q(1 / 256, -128), 0, buffer=2),
+        )
+        operators = (Operator(0, 0, "SOFTMAX", 2, False, (0,), (1,), macs=0),)
+        ops = (_op_use("SOFTMAX", (2,), 1),)
+        inputs, outputs = (tensors[0],), (tensors[1],)
     else:
-        raise ValueError(f"no hand-built model {kind!r}: fc or conv_softmax")
+        raise ValueError(f"no hand-built model {kind!r}: fc, conv_softmax or softmax")
     return ModelIR(
         source=source, sha256=hashlib.sha256(model).hexdigest(), size_bytes=len(model), schema_version=3,
         description="MLIR Converted.", subgraph_count=1, tensors=tensors, tensor_count=len(tensors),
@@ -147,11 +161,13 @@ def command_for(ir: ModelIR, b: Board) -> str:
 
 
 def make_plan(b: Board, kind: str = "fc", tree: TflmTree | None = None, vector_count: int = 0,
-              arena: int = ARENA_MEASURED) -> tuple[plan_mod.ProjectPlan, bytes]:
-    """The plan of the hand-built model ``kind`` for board ``b``, and the model's bytes."""
-    ir = make_ir(kind)
+              arena: int = ARENA_MEASURED, espnn: EspNn | None = None, ir: ModelIR | None = None
+              ) -> tuple[plan_mod.ProjectPlan, bytes]:
+    """The plan of the hand-built model ``kind`` (or of ``ir``) for board ``b``, and the model's bytes.
+    ``espnn``: the esp-nn sources (an ESP board's `sim`/`qemu` then build ESP-NN; needs a tree)."""
+    ir = ir or make_ir(kind)
     model = model_bytes(ir.source)
-    return plan_mod.make_plan(ir, b, arena, tree, vector_count, command_for(ir, b)), model
+    return plan_mod.make_plan(ir, b, arena, tree, vector_count, command_for(ir, b), espnn=espnn), model
 
 
 def vectors_blob(count: int = 2) -> bytes:
@@ -159,9 +175,10 @@ def vectors_blob(count: int = 2) -> bytes:
     return b"TFGV" + bytes(range(count * 6))
 
 
-def render_files(b: Board, kind: str = "fc", tree: TflmTree | None = None, vector_count: int = 0
+def render_files(b: Board, kind: str = "fc", tree: TflmTree | None = None, vector_count: int = 0,
+                 espnn: EspNn | None = None, ir: ModelIR | None = None
                  ) -> tuple[plan_mod.ProjectPlan, dict[str, render.Content]]:
-    p, model = make_plan(b, kind, tree, vector_count)
+    p, model = make_plan(b, kind, tree, vector_count, espnn=espnn, ir=ir)
     return p, render.render_project(p, model, vectors_blob(vector_count) if vector_count else None)
 
 

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import pytest
 
-from codegen.toolchain import cmsis_nn as _cmsis_nn, tflm_tree as _tflm_tree
+from codegen.toolchain import cmsis_nn as _cmsis_nn, esp_nn as _esp_nn, tflm_tree as _tflm_tree
 from codegen.errors import TfgenError
 
 REQUIRE_FULL_ENV = "TFGEN_REQUIRE_FULL"
@@ -40,15 +40,16 @@ def lacking(reason: str) -> NoReturn:
 @lru_cache(maxsize=None)
 def _resolve(what: str, key: tuple) -> tuple[object | None, str]:
     try:
-        return (_tflm_tree.resolve() if what == "tflm" else _cmsis_nn.resolve()), ""
+        resolve = {"tflm": _tflm_tree.resolve, "cmsis": _cmsis_nn.resolve, "esp-nn": _esp_nn.resolve}[what]
+        return resolve(), ""
     except TfgenError as exc:
         return None, exc.message + (f" (try: {exc.hint})" if exc.hint else "")
 
 
 def _key() -> tuple:
     """What resolving depends on, so that a test which changes it resolves again."""
-    names = (_tflm_tree.ENV_VAR, _cmsis_nn.ENV_VAR, "TFGEN_CACHE_DIR", "TFGEN_TFLM_URL",
-             "TFGEN_CMSIS_NN_TFLM_URL", "TFGEN_CMSIS_NN_URL")
+    names = (_tflm_tree.ENV_VAR, _cmsis_nn.ENV_VAR, _esp_nn.ENV_VAR, "TFGEN_CACHE_DIR", "TFGEN_TFLM_URL",
+             "TFGEN_CMSIS_NN_TFLM_URL", "TFGEN_CMSIS_NN_URL", "TFGEN_ESP_NN_URL")
     return tuple(os.environ.get(n) for n in names)
 
 
@@ -66,6 +67,14 @@ def cmsis_nn() -> _cmsis_nn.CmsisNn:
     if setup is None:
         lacking(f"needs a CMSIS-NN setup, and tfgen found none: {why}")
     return setup
+
+
+def esp_nn() -> _esp_nn.EspNn:
+    """The esp-nn sources an ESP board's builds off the chip use here (downloading them once if need be)."""
+    found, why = _resolve("esp-nn", _key())
+    if found is None:
+        lacking(f"needs the esp-nn sources, and tfgen found none: {why}")
+    return found
 
 
 def cmsis_nn_if_any() -> _cmsis_nn.CmsisNn | None:

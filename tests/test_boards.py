@@ -11,15 +11,26 @@ from pathlib import Path
 import pytest
 
 from codegen.project import boards
-from codegen.project.boards import (ARENA_PLACEMENTS, CORES, KERNELS, Board, board_to_dict,
+from codegen.project.boards import (ARCHES, ARENA_PLACEMENTS, CHIPS, CORES, KERNELS, Board, board_to_dict,
                             builtin_boards_dir, format_board_table, get_board, load_board_file,
                             load_boards)
 from codegen.errors import TfgenError
 
 REPO = Path(__file__).resolve().parent.parent
 INVALID_DIR = Path(__file__).parent / "data" / "boards_invalid"
-BUILTIN_NAMES = {"esp32", "esp32s3", "esp32s3_psram", "nano33ble", "nucleo_f446re", "nucleo_h743zi",
-                 "disco_f746ng", "pico", "mps2_an386", "host"}
+BUILTIN_NAMES = {"esp32", "esp32s3", "esp32s3_psram", "esp32c3", "esp32c6", "nano33ble", "nucleo_f446re",
+                 "nucleo_h743zi", "disco_f746ng", "pico", "mps2_an386", "host"}
+# Every built-in board's PlatformIO platform, pinned to the version its figures were taken from.
+PINNED_PLATFORMS = {
+    "esp32": "espressif32@6.13.0", "esp32s3": "espressif32@6.13.0", "esp32s3_psram": "espressif32@6.13.0",
+    "esp32c3": "espressif32@6.13.0", "esp32c6": "espressif32@6.13.0",
+    "nucleo_f446re": "ststm32@19.6.0", "nucleo_h743zi": "ststm32@19.6.0", "disco_f746ng": "ststm32@19.6.0",
+    "mps2_an386": "ststm32@19.6.0", "nano33ble": "nordicnrf52@10.11.0", "pico": "raspberrypi@1.19.0",
+    "host": "native",
+}
+# The ESP-IDF target of every built-in espidf board; "" for all the others.
+BUILTIN_CHIPS = {"esp32": "esp32", "esp32s3": "esp32s3", "esp32s3_psram": "esp32s3", "esp32c3": "esp32c3",
+                 "esp32c6": "esp32c6"}
 
 
 def _error(excinfo: pytest.ExceptionInfo[TfgenError]) -> tuple[str, str]:
@@ -57,14 +68,50 @@ def test_every_builtin_number_names_its_source(path):
 
 @pytest.mark.parametrize("board", sorted(BUILTIN_NAMES))
 def test_builtin_kernels_follow_the_core(board):
-    """ESP32 family: esp-nn; Cortex-M4/M7: cmsis-nn; Cortex-M0+ and host: reference."""
+    """ESP32 family (Xtensa and RISC-V): esp-nn; Cortex-M4/M7: cmsis-nn; Cortex-M0+ and host: reference."""
     b = get_board(board)
-    expected = {"xtensa-lx6": "esp-nn", "xtensa-lx7": "esp-nn", "cortex-m4f": "cmsis-nn",
-                "cortex-m7": "cmsis-nn", "cortex-m0plus": "reference", "host": "reference"}[b.core]
+    expected = {"xtensa-lx6": "esp-nn", "xtensa-lx7": "esp-nn", "riscv32-imc": "esp-nn",
+                "riscv32-imac": "esp-nn", "cortex-m4f": "cmsis-nn", "cortex-m7": "cmsis-nn",
+                "cortex-m0plus": "reference", "host": "reference"}[b.core]
     assert b.kernels == expected
-    if b.arch == "xtensa":
-        assert b.platformio.platform == "espressif32"
+    if b.arch in ("xtensa", "riscv"):
+        assert b.platformio.platform == "espressif32@6.13.0"
         assert b.platformio.framework == "espidf"
+
+
+def test_the_kernel_libraries_and_the_arches_they_run_on():
+    assert ARCHES == ("arm", "host", "riscv", "xtensa")
+    assert dict(KERNELS) == {"cmsis-nn": ("arm",), "esp-nn": ("xtensa", "riscv"),
+                             "reference": ("arm", "host", "riscv", "xtensa")}
+    assert {core: arch for core, arch in CORES.items() if arch == "riscv"} == \
+        {"riscv32-imc": "riscv", "riscv32-imac": "riscv"}
+    assert dict(CHIPS) == {"esp32": "xtensa", "esp32s2": "xtensa", "esp32s3": "xtensa", "esp32c3": "riscv",
+                           "esp32c6": "riscv", "esp32p4": "riscv"}
+
+
+@pytest.mark.parametrize("board", sorted(BUILTIN_NAMES))
+def test_builtin_platform_is_pinned(board):
+    assert get_board(board).platformio.platform == PINNED_PLATFORMS[board]
+
+
+@pytest.mark.parametrize("board", sorted(BUILTIN_NAMES))
+def test_builtin_chip_is_the_esp_idf_target(board):
+    b = get_board(board)
+    assert b.chip == BUILTIN_CHIPS.get(board, "")
+    assert bool(b.chip) == (b.platformio.framework == "espidf")
+
+
+@pytest.mark.parametrize("name,core,board_id,chip", [
+    ("esp32c3", "riscv32-imc", "esp32-c3-devkitm-1", "esp32c3"),
+    ("esp32c6", "riscv32-imac", "esp32-c6-devkitc-1", "esp32c6"),
+])
+def test_riscv_esp_boards(name, core, board_id, chip):
+    b = get_board(name)
+    assert (b.core, b.arch, b.kernels, b.chip) == (core, "riscv", "esp-nn", chip)
+    assert (b.platformio.platform, b.platformio.board, b.platformio.framework) == \
+        ("espressif32@6.13.0", board_id, "espidf")
+    assert (b.cpu_mhz, b.flash_bytes, b.ram_bytes, b.psram_bytes) == (160, 1048576, 327680, 0)
+    assert (b.arena_placement, b.qemu) == ("internal", None)
 
 
 def test_psram_board_places_the_arena_in_psram():
@@ -134,6 +181,32 @@ def test_invalid_board_file(path):
 
 def test_there_are_invalid_examples():
     assert len(INVALID_FILES) >= 30
+    names = {p.stem for p in INVALID_FILES}
+    assert {"chip_missing", "chip_not_espidf", "chip_unknown", "core_arch_mismatch_riscv",
+            "kernels_cmsis_nn_on_riscv"} <= names
+
+
+# (invalid example, its one wrong line, the line that makes it a valid board)
+ONE_LINE_FROM_VALID = [
+    ("arch_unknown", 'arch = "mips"', 'arch = "arm"'),
+    ("core_arch_mismatch_riscv", 'arch = "xtensa"', 'arch = "riscv"'),
+    ("kernels_arch_mismatch", 'kernels = "esp-nn"', 'kernels = "cmsis-nn"'),
+    ("kernels_cmsis_nn_on_riscv", 'kernels = "cmsis-nn"', 'kernels = "esp-nn"'),
+    ("chip_missing", 'kernels = "esp-nn"', 'chip = "esp32"\nkernels = "esp-nn"'),
+    ("chip_not_espidf", 'chip = "esp32"\n', ''),
+    ("chip_unknown", 'chip = "esp32s4"', 'chip = "esp32s3"'),
+]
+
+
+@pytest.mark.parametrize("stem,wrong,right", ONE_LINE_FROM_VALID, ids=[c[0] for c in ONE_LINE_FROM_VALID])
+def test_invalid_example_is_one_line_from_a_valid_board(tmp_path, stem, wrong, right):
+    """The example fails on its own rule: with that one line put right, the same file loads."""
+    text = (INVALID_DIR / f"{stem}.toml").read_text()
+    assert text.count(wrong) == 1, f"{stem}.toml has not exactly one {wrong!r}"
+    path = tmp_path / f"{stem}.toml"
+    path.write_text(text.replace(wrong, right))
+    board = load_board_file(path)
+    assert board.name == stem
 
 
 def test_every_invalid_example_breaks_only_its_rule():
@@ -291,7 +364,7 @@ def test_readme_documents_every_key_and_value():
     tables = ("platformio", "qemu", "qemu.flash", "qemu.ram")
     keys = [f.name for f in dataclasses.fields(Board) if f.name not in ("source", "overrides", *tables)]
     keys += ["platform", "board", "framework", "machine", "cpu", "origin", "length"]
-    values = list(CORES) + list(KERNELS) + list(ARENA_PLACEMENTS)
+    values = list(CORES) + list(ARCHES) + list(KERNELS) + list(ARENA_PLACEMENTS) + list(CHIPS)
     for word in keys + values:
         assert f"`{word}`" in readme, word
     for table in tables:

@@ -1,6 +1,7 @@
 """The corpus tier: every .tflite in ../shared/models/ (more may come) through inspect -> reference ->
 generate (every built-in board) -> verify on the host and on mps2_an386 (QEMU's Cortex-M4F) with TFLM's
-reference kernels and with CMSIS-NN, by the steps of bench/corpus.py.
+reference kernels and with CMSIS-NN, and for esp32 with the ESP-NN kernels the chip runs, on the host
+(sanitized) and on QEMU, by the steps of bench/corpus.py.
 
 Every integer model verifies byte-exact against the oracle wherever it fits; a board that cannot
 hold a model says so with the figure (it is recorded, not skipped). inspect's ops, the generated
@@ -60,6 +61,7 @@ def test_the_corpus_is_there():
 def test_every_model_runs_end_to_end(name, tmp_path):
     needs.cortex_m()
     needs.cmsis_nn()
+    needs.esp_nn()
     path = MODELS[name]
     row = corpus.run_model(name, path, tmp_path, list(boards.load_boards()))
     out = os.environ.get("TFGEN_CORPUS_OUT")
@@ -83,15 +85,21 @@ def test_every_model_runs_end_to_end(name, tmp_path):
     assert host["ok"] and host["mismatched_bytes"] == 0 and host["bytes_compared"] > 0, host
     for key, v in row["verify"].items():
         if v.get("does_not_fit"):
-            assert key.startswith("mps2_an386/") and "does not fit mps2_an386's" in v["error"], v
+            board = key.split("/")[0]
+            assert board != "host" and f"does not fit {board}'s" in v["error"], v
             continue
         assert v["ok"], f"{key}: {v}"
         if v["arena_needed_on_target"]:         # CMSIS-NN's scratch: measured on the target, and said so
             assert key.endswith("/cmsis-nn") and f"--arena-from {v['arena_needed_on_target']}" in " ".join(v["notes"])
         assert v["mismatched_bytes"] == 0 and not v["firmware_errors"], f"{key}: {v}"
         assert 0 < v["arena_used_bytes"] <= v["arena_size"], f"{key}: {v}"
-        if key.startswith("mps2_an386/"):
+        if key.startswith("mps2_an386/") or key.endswith(" on qemu"):
             assert v["instructions_per_inference"] > 0 and v["flash_bytes"] > path.stat().st_size
     cmsis = row["verify"]["mps2_an386/cmsis-nn"]
     if not cmsis.get("does_not_fit"):
         assert cmsis["kernels"].startswith("cmsis-nn")
+    for on in ("host", "qemu"):                 # the kernels the ESP32 runs, where they can run here
+        esp = row["verify"][f"esp32/esp-nn on {on}"]
+        if not esp.get("does_not_fit"):
+            assert esp["kernels"].startswith("esp-nn") and esp["ran_on"] == ("host" if on == "host" else "mps2_an386")
+            assert esp["sanitized"] == (on == "host"), esp

@@ -88,13 +88,17 @@ def read_inputs(args, ir) -> list:
 
 
 def kernel_options(p, sources: bool = True) -> None:
-    """--kernels, and with ``sources`` (commands that build) --cmsis-nn-dir."""
-    p.add_argument("--kernels", choices=("reference", "cmsis-nn"), default=None,
-                   help="TFLM's reference kernels, or CMSIS-NN on Cortex-M boards (default: the board's"
-                        + (", cmsis-nn when a CMSIS-NN setup is available)" if sources else
-                           "; the code sizes of each are in tfgen's table, no CMSIS-NN setup is needed)"))
+    """--kernels, and with ``sources`` (commands that build) --cmsis-nn-dir and --esp-nn-dir."""
+    p.add_argument("--kernels", choices=("reference", "cmsis-nn", "esp-nn"), default=None,
+                   help="TFLM's reference kernels, or the board's library: CMSIS-NN on Cortex-M boards, ESP-NN on "
+                        "ESP chips (default: the board's"
+                        + (", when its sources are available)" if sources else
+                           "; the code sizes of each are in tfgen's table, no sources are needed)"))
     if not sources:
         return
     p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
                    help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR, else "
                         "the cached or downloaded pinned archives)")
+    p.add_argument("--esp-nn-dir", type=Path, metavar="DIR",
+                   help="espressif/esp-nn sources for ESP boards' builds off the chip (default: $TFGEN_ESP_NN_DIR, "
+                        "else the cached or downloaded pinned archive)")

@@ -48,6 +48,7 @@ def generation_options(args, out: Path, **more):
     """generate's options from the flags `generate` and `build` share."""
     from codegen.project.generate import Options
     return Options(output_name=out.name, tflm_dir=args.tflm_dir, cmsis_nn_dir=args.cmsis_nn_dir,
+                   esp_nn_dir=args.esp_nn_dir,
                    kernels=args.kernels, boards_dir=args.boards_dir, **more)
 
 
@@ -58,8 +59,14 @@ class Verify(Command):
     def add_arguments(self, p):
         p.add_argument("model", type=Path, help="full-INT8 .tflite model")
         p.add_argument("--board", required=True,
-                       help="host (native simulation), or a board QEMU emulates: mps2_an386 (Cortex-M4F), or "
-                            "any board with a [qemu] table")
+                       help="the board whose project and kernels are verified: host, a board QEMU emulates "
+                            "(mps2_an386, any board with a [qemu] table), or any other, e.g. esp32 (see --on)")
+        p.add_argument("--on", choices=("host", "qemu"),
+                       help="where to run it: host, or qemu (the board itself where QEMU emulates it, else the "
+                            "Cortex-M4F mps2_an386); default: the board itself where tfgen can run it, else host")
+        p.add_argument("--sanitize", action="store_true",
+                       help="build the host firmware with AddressSanitizer and UBSan: a memory error or undefined "
+                            "behaviour in any kernel fails verify, naming the source")
         input_options(p)
         p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
@@ -81,7 +88,8 @@ class Verify(Command):
         inputs = read_inputs(args, ir)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
         prep, result = verify.verify(ir, model, board, inputs, args.tflm_dir, command,
-                                     cmsis_nn_dir=args.cmsis_nn_dir, kernels=args.kernels)
+                                     cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir, kernels=args.kernels,
+                                     on=args.on, sanitize=args.sanitize)
         try:
             report = result.to_dict()
             if args.per_op:

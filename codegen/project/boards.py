@@ -34,16 +34,23 @@ CORES: Mapping[str, str] = MappingProxyType({
     "cortex-m55": "arm",
     "xtensa-lx6": "xtensa",
     "xtensa-lx7": "xtensa",
+    "riscv32-imc": "riscv",    # ESP32-C3
+    "riscv32-imac": "riscv",   # ESP32-C6
     "host": "host",
 })
-ARCHES = ("arm", "host", "xtensa")
+ARCHES = ("arm", "host", "riscv", "xtensa")
 # kernels -> the arches it runs on
 KERNELS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "cmsis-nn": ("arm",),
-    "esp-nn": ("xtensa",),
+    "esp-nn": ("xtensa", "riscv"),
     "reference": ARCHES,
 })
 ARENA_PLACEMENTS = ("internal", "psram")
+# ESP-IDF targets (`idf.py set-target`): which chip an espidf board is, and so which esp-nn code it runs.
+CHIPS: Mapping[str, str] = MappingProxyType({     # chip -> its arch
+    "esp32": "xtensa", "esp32s2": "xtensa", "esp32s3": "xtensa",
+    "esp32c3": "riscv", "esp32c6": "riscv", "esp32p4": "riscv",
+})
 FIRST_BOARD = "esp32"
 
 _NAME_RE = re.compile(r"[a-z0-9_]+")
@@ -109,6 +116,7 @@ class Board:
     qemu: Qemu | None     # only for boards run under QEMU
     source: Path          # the file the board was loaded from
     overrides: Path | None = None  # the built-in file this user board replaces, if any
+    chip: str = ""        # ESP-IDF target of an espidf board (one of CHIPS); "" for the others
 
 
 class _Table:
@@ -222,7 +230,7 @@ def load_board_file(path: Path) -> Board:
 
 
 def _parse_board(top: _Table, path: Path) -> Board:
-    top.check_keys(_BOARD_KEYS, optional=("qemu",))
+    top.check_keys(_BOARD_KEYS, optional=("qemu", "chip"))
 
     name = top.string("name")
     if not _NAME_RE.fullmatch(name):
@@ -262,11 +270,26 @@ def _parse_board(top: _Table, path: Path) -> Board:
                         "with arch 'arm'")
     platformio = _parse_platformio(top.table("platformio"), arch, has_qemu)
     qemu = _parse_qemu(top.table("qemu"), flash_bytes, ram_bytes) if has_qemu else None
+    chip = _parse_chip(top, platformio)
 
     return Board(name=name, description=description, platformio=platformio, core=core, arch=arch,
                  cpu_mhz=cpu_mhz, flash_bytes=flash_bytes, ram_bytes=ram_bytes,
                  psram_bytes=psram_bytes, kernels=kernels, arena_placement=arena_placement,
-                 qemu=qemu, source=path)
+                 qemu=qemu, source=path, chip=chip)
+
+
+def _parse_chip(top: _Table, platformio: PlatformIO) -> str:
+    if platformio.framework != "espidf":
+        if "chip" in top.data:
+            raise top.error("'chip' is given but 'platformio.framework' is not 'espidf' — 'chip' names the "
+                            "ESP-IDF target of an ESP board")
+        return ""
+    if "chip" not in top.data:
+        raise top.error(f"no 'chip' — an espidf board names its ESP-IDF target, one of {', '.join(CHIPS)}")
+    chip = top.choice("chip", CHIPS)
+    if "arch" in top.data and CHIPS[chip] != top.data["arch"]:
+        raise top.error(f"'chip' is {chip!r} but 'arch' is {top.data['arch']!r} — the {chip} is {CHIPS[chip]}")
+    return chip
 
 
 def _parse_platformio(table: _Table, arch: str, has_qemu: bool) -> PlatformIO:

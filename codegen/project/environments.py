@@ -92,7 +92,7 @@ def _qemu_env(target: BoardTarget, extra: tuple[str, ...]) -> Environment:
          "GCC 12.3,",
          "which ststm32 uses for its Arduino core: without a framework it would pick GCC 7.2 (2017), which",
          "tfgen has never built TFLM or CMSIS-NN with."),
-        (("platform", "ststm32"), ("platform_packages", ARM_TOOLCHAIN), ("board", f"tfgen_{board.name}"),
+        (("platform", board.platformio.platform), ("platform_packages", ARM_TOOLCHAIN), ("board", f"tfgen_{board.name}"),
          ("board_build.ldscript", target.build.link_flags[target.build.link_flags.index("-T") + 1]),
          ("extra_scripts", "pre:src/qemu/platformio_link.py"), UNFLAGS),
         (STD, builder.EMBEDDED_OPT, builder.STATIC_MEMORY, *builder.TEST_MODE_FLAGS, *builder.SEMIHOSTING_FLAGS,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from codegen.toolchain import cmsis_nn
+from codegen.toolchain import cmsis_nn, esp_nn
 from codegen.project.boards import Board
 from codegen.project.code_size import load_table, ops_flash
 from codegen.errors import DoesNotFit, TfgenError
@@ -105,9 +105,10 @@ def _core_figures(core: str, kernels: str, sizes: dict) -> tuple[dict | None, st
     cmsis = sizes[CMSIS_NN_KEY]["cores"] if kernels == "cmsis-nn" else {}
     if core == "host":
         return None, "host: code size not applicable (tfgen budget, no flash to estimate)"
-    if core.startswith("xtensa"):
-        entry = cores[XTENSA_KEY]
-        return entry, f"estimated for Xtensa: {entry['note']}"
+    if core.startswith(("xtensa", "riscv")):
+        entry = cores[XTENSA_KEY]              # one allowance for the ESP chips' cores, Xtensa or RISC-V
+        family = "Xtensa" if core.startswith("xtensa") else "RISC-V (the Xtensa allowance)"
+        return entry, f"estimated for {family}: {entry['note']}"
     if core in cmsis:
         return cmsis[core], f"measured for {core} (arm-none-eabi-gcc, CMSIS-NN kernels)"
     if kernels != "cmsis-nn" and core in cores and core in MEASURED_CORES:
@@ -136,6 +137,18 @@ def _kernels_note(kernels: str) -> str:
         return ("kernels: CMSIS-NN, the board's default (a build without a CMSIS-NN setup, none given, "
                 "cached or downloadable, falls back to the reference kernels, which are smaller)")
     return "kernels: reference (--kernels reference; the board's default is cmsis-nn)"
+
+
+def esp_kernels_note(board: Board) -> str:
+    """Which kernels an ESP chip runs (the esp-tflite-micro component, whatever --kernels says)."""
+    chip = board.chip or "esp32"
+    if chip in esp_nn.ASSEMBLY_CHIPS:
+        how = (f"esp-nn's assembly on the {esp_nn.ASSEMBLY_CHIPS[chip]} (tfgen verify checks its generic C, "
+               "the same functions)")
+    else:
+        how = "esp-nn's generic C, which tfgen verify builds and checks on the host and in QEMU"
+    return (f"kernels: ESP-NN {esp_nn.PINNED_VERSION} for {', '.join(esp_nn.OPS)} ({how}); TFLM's reference "
+            "kernels for the other ops")
 
 
 def _build_check(sizes: dict, core: str, kernels: str) -> str:
@@ -183,6 +196,8 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
                      + _build_check(sizes, board.core, kernels))
         if board.kernels == "cmsis-nn":
             notes.append(_kernels_note(kernels))
+        if board.kernels == "esp-nn":
+            notes.append(esp_kernels_note(board))
     else:
         notes.append(how)
     framework = board.platformio.framework

@@ -21,7 +21,7 @@ from codegen.model.ir import ModelIR
 from codegen.oracle import oracle
 from codegen.project import fit, plan, render
 from codegen.project.boards import Board
-from codegen.toolchain import cmsis_nn, tflm_tree
+from codegen.toolchain import cmsis_nn, esp_nn, tflm_tree
 
 PROJECT_FILE = "tfgen.json"
 PROJECT_FORMAT = 1
@@ -34,7 +34,8 @@ class Options:
     output_name: str = "project"            # -o's name, for the regenerate line
     tflm_dir: Path | None = None
     cmsis_nn_dir: Path | None = None
-    kernels: str | None = None              # "reference", "cmsis-nn" or None for the board's
+    esp_nn_dir: Path | None = None
+    kernels: str | None = None              # "reference", "cmsis-nn", "esp-nn" or None for the board's
     boards_dir: Path | None = None          # only for the regenerate line (the board is given)
     vectors_file: Path | None = None        # a .tfgv from `tfgen reference`
     vectors: bytes | None = None            # or the .tfgv's bytes (verify)
@@ -62,14 +63,28 @@ def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options
     blob, count = _vectors(ir, options)
     measured, source = _arena(ir, model, options)
     warning = fit.check_before_generate(ir, board, measured, options.kernels, len(blob) if blob else 0)
-    cmsis, note = (cmsis_nn.choose(board.kernels, options.cmsis_nn_dir, options.kernels) if tree
-                   else (None, None))
+    cmsis, espnn, notes = _libraries(board, tree, options)
     command = options.command or regenerate_command(ir, board, options)
-    project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis)
+    project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis, espnn=espnn)
     files = render.render_project(project, model, blob)
     files[PROJECT_FILE] = project_file(project)
-    notes = tuple(n for n in (warning, note) if n)
+    notes = tuple(n for n in (warning, *notes, *project.kernel_notes) if n)
     return Generated(project, dict(sorted(files.items())), _report(project, options, len(files), notes), notes)
+
+
+def _libraries(board: Board, tree, o: Options) -> tuple:
+    """The board's kernel library sources for the project's builds off the chip, and notes."""
+    kernels = cmsis_nn.kernels_for(board.kernels, o.kernels)
+    if tree is None:
+        return None, None, ()
+    cmsis, note = cmsis_nn.choose(board.kernels, o.cmsis_nn_dir, o.kernels)
+    if board.kernels != "esp-nn":
+        return cmsis, None, (note,)
+    if kernels == "reference":
+        return None, None, (f"--kernels reference: the `sim`/`qemu` builds use TFLM's reference kernels, but "
+                            f"{board.name} itself runs ESP-NN (the {plan.ESP_COMPONENT} component)",)
+    espnn, note = esp_nn.choose(o.esp_nn_dir, required=o.kernels == "esp-nn")
+    return None, espnn, (note,)
 
 
 def regenerate_command(ir: ModelIR, board: Board, o: Options) -> str:
@@ -77,6 +92,7 @@ def regenerate_command(ir: ModelIR, board: Board, o: Options) -> str:
     args = ["tfgen", "generate", ir.source, "--board", board.name, "-o", o.output_name]
     for flag, value in (("--vectors", o.vectors_file and o.vectors_file.name), ("--arena-from", o.arena_from),
                         ("--kernels", o.kernels), ("--tflm-dir", o.tflm_dir), ("--cmsis-nn-dir", o.cmsis_nn_dir),
+                        ("--esp-nn-dir", o.esp_nn_dir),
                         ("--boards-dir", o.boards_dir)):
         if value is not None and value != "":
             args += [flag, str(value)]
@@ -115,10 +131,12 @@ def project_file(p: plan.ProjectPlan) -> str:
         "board": p.board, "kind": p.kind, "core": p.core,
         "arena": {"size": p.arena_size, "measured": p.arena_measured, "source": p.arena_source,
                   "placement": p.arena_placement, "in_heap": p.arena_in_heap},
-        "kernels": p.kernels, "cmsis_nn": p.cmsis_nn_version or None, "optimized_ops": list(p.optimized_ops),
+        "kernels": p.kernels, "kernel_library": p.library_version or None, "optimized_ops": list(p.optimized_ops),
         "ops": list(p.op_names), "tflm": p.tflm_version, "vectors": p.vector_count,
         "environments": [{"name": e.name, "role": e.role} for e in p.environments],
         "default_env": p.default_env, "regenerate": p.regenerate,
+        # what every file of the project is compiled with, beyond the target's flags (toolchain.builder)
+        "build": {"defines": list(p.defines), "include_dirs": list(p.include_dirs)},
     }
     return json.dumps(data, indent=2) + "\n"
 
@@ -144,5 +162,5 @@ def _report(p: plan.ProjectPlan, o: Options, files: int, notes: tuple[str, ...])
             "arena_measured": p.arena_measured, "arena_size": p.arena_size, "arena_placement": p.arena_placement,
             "arena_basis": "--arena-from" if o.arena_from is not None else "64-bit host",
             "tflm": p.tflm_version, "vectors": p.vector_count, "environments": p.environment_names,
-            "kernels": p.kernels + (f" ({p.cmsis_nn_version})" if p.cmsis_nn_version else ""),
+            "kernels": p.kernels + (f" ({p.library_version})" if p.library_version else ""),
             "optimized_ops": list(p.optimized_ops), "notes": list(notes)}

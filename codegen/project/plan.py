@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from codegen import __version__
-from codegen.toolchain import builder, cmsis_nn
+from codegen.toolchain import builder, cmsis_nn, esp_nn
 from codegen.project import targets
 from codegen.project.boards import Board
 from codegen.project.environments import ESP_COMPONENT, MONITOR_SPEED, Environment, default_env, environments
@@ -25,8 +25,10 @@ from codegen.toolchain.tflm_tree import INCLUDE_DIRS, TflmTree
 
 ARENA_MARGIN_PERCENT = 5          # at most this much is added to the measured arena (see arena_with_margin)
 ARENA_ALIGN = 16
-SDKCONFIG_COMMON = ("CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_240=y", "CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192",
-                    "CONFIG_COMPILER_OPTIMIZATION_PERF=y")
+SDKCONFIG_COMMON = ("CONFIG_ESP_MAIN_TASK_STACK_SIZE=8192", "CONFIG_COMPILER_OPTIMIZATION_PERF=y")
+# esp-nn's Kconfig: its optimized code (the default; what tfgen verifies), and the exact requantization:
+# NN_SKIP_NUDGE's fast one differs from TFLite's by an LSB at half-shift boundaries.
+SDKCONFIG_ESP_NN = ("CONFIG_NN_OPTIMIZED=y", "# CONFIG_NN_SKIP_NUDGE is not set")
 SDKCONFIG_PSRAM = ("CONFIG_SPIRAM=y", "CONFIG_SPIRAM_MODE_OCT=y", "CONFIG_SPIRAM_USE_CAPS_ALLOC=y")
 TFLITE_TYPES = {"int8": "kTfLiteInt8", "uint8": "kTfLiteUInt8", "int16": "kTfLiteInt16",
                 "int32": "kTfLiteInt32", "float32": "kTfLiteFloat32", "bool": "kTfLiteBool"}
@@ -82,6 +84,8 @@ class ProjectPlan:
     model_bytes: int
     names: ModelNames
     ops: tuple[str, ...]      # MicroMutableOpResolver Add* methods, in the model's order of first use
+    registrations: tuple[str, ...]  # each method's argument: "" for TFLM's kernel, else the registration
+    firmware_extras: tuple[str, ...]  # optional firmware/ files the project carries (tfgen_softmax)
     op_names: tuple[str, ...]
     arena_measured: int
     arena_source: str         # how arena_measured was measured, for the header's comment
@@ -91,10 +95,11 @@ class ProjectPlan:
     tflm_version: str
     tflm_files: tuple[str, ...]    # relative to the TFLM tree; copied to lib/tflm/
     tflm_root: str
-    cmsis_nn_files: tuple[tuple[str, str], ...]   # (path in lib/tflm/, source file): wrappers + library
-    optimized_ops: tuple[str, ...]  # builtin ops whose kernel is a CMSIS-NN wrapper
+    library_files: tuple[tuple[str, str], ...]    # (path in lib/tflm/, source file): wrappers + library
+    optimized_ops: tuple[str, ...]  # builtin ops whose kernel is a CMSIS-NN or ESP-NN wrapper
     defines: tuple[str, ...]       # preprocessor flags every file of the project needs (-DCMSIS_NN)
-    cmsis_nn_version: str          # "" without CMSIS-NN
+    library_version: str           # the kernel library's version; "" with TFLM's reference kernels
+    kernel_notes: tuple[str, ...]  # what the report must say about the kernels (e.g. the chip's assembly)
     include_dirs: tuple[str, ...]  # relative to the project
     with_vectors: bool
     vector_count: int
@@ -186,21 +191,86 @@ HOST_ARENA = ("the smallest arena with which the tflite_micro interpreter runs t
               "host, an upper bound for 32-bit targets")
 
 
+REFERENCE_SOFTMAX = "tfgen::Register_SOFTMAX_REFERENCE()"
+
+
+def _sdkconfig(board: Board) -> tuple[str, ...]:
+    """Run at the board's full speed; TFLM's arena is allocated at start-up, the main task needs room
+    for the interpreter; ESP-NN exact; PSRAM for the arena where the board puts it there."""
+    return (f"CONFIG_ESP_DEFAULT_CPU_FREQ_MHZ_{board.cpu_mhz}=y", *SDKCONFIG_COMMON, *SDKCONFIG_ESP_NN,
+            *(SDKCONFIG_PSRAM if board.arena_placement == "psram" else ()))
+
+
+def esp_softmax_overruns(ir: ModelIR) -> list[int]:
+    """The SOFTMAX operators (indices) whose input esp-tflite-micro's ESP-NN softmax would overrun its
+    scratch buffer with: int8 to int8 (the ESP-NN path), the buffer sized dims[1] * 4 bytes while the
+    kernel writes 4 bytes per element of the last dimension (firmware/tfgen_softmax.h)."""
+    found = []
+    for i, op in enumerate(ir.operators):
+        if op.name != "SOFTMAX" or op.subgraph != 0:
+            continue
+        x, y = ir.tensors[op.inputs[0]], ir.tensors[op.outputs[0]]
+        shape = list(x.shape)
+        if x.dtype == "int8" and y.dtype == "int8" and (len(shape) < 2 or shape[1] < shape[-1]):
+            found.append(i)
+    return found
+
+
+def _overrun_notes(ir: ModelIR, overrun: list[int]) -> tuple[str, ...]:
+    if not overrun:
+        return ()
+    shapes = ", ".join(f"op {i} (input {'x'.join(map(str, ir.tensors[ir.operators[i].inputs[0]].shape))})"
+                       for i in overrun)
+    return (f"SOFTMAX {shapes}: esp-tflite-micro's ESP-NN softmax sizes its scratch buffer from the input's "
+            "dims[1] but writes the last dimension's worth, past the buffer; the project registers TFLM's "
+            "reference softmax instead (src/tfgen_softmax.cc), on the chip and off it",)
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """Which kernel sources a project carries (in lib/tflm/) and how they are compiled."""
+    kernels: str
+    tflm_files: tuple[str, ...] = ()
+    library_files: tuple[tuple[str, str], ...] = ()
+    optimized: tuple[str, ...] = ()
+    defines: tuple[str, ...] = ()
+    include_dirs: tuple[str, ...] = INCLUDE_DIRS
+    version: str = ""
+
+
+def choose_kernels(ir: ModelIR, board: Board, kind: str, tree: TflmTree | None, cmsis: cmsis_nn.CmsisNn | None,
+                   espnn: esp_nn.EspNn | None) -> KernelChoice:
+    """The board's kernel library where it is given and the board runs it (CMSIS-NN on Cortex-M,
+    ESP-NN on ESP chips, replacing the reference files of the ops they wrap), else TFLM's reference
+    kernels. No tree: nothing to copy (an ESP-IDF project takes TFLM from its component)."""
+    if tree is None:
+        return KernelChoice(board.kernels)
+    op_names = [u.name for u in ir.ops]
+    sources = tree.sources_for_ops(op_names)
+    rest = tuple(tree.headers() + tree.licenses())
+    if cmsis is not None and board.kernels == "cmsis-nn" and kind != "espidf":
+        sel = cmsis.select(sources)
+        return KernelChoice("cmsis-nn", tuple(sel.kernel_files) + rest,
+                            tuple((dest, str(src)) for dest, src in sel.files),
+                            tuple(cmsis_nn.optimized_ops(tree, op_names, sel.wrappers)), cmsis_nn.DEFINES,
+                            INCLUDE_DIRS + cmsis_nn.INCLUDE_DIRS, cmsis.version)
+    if espnn is not None and board.kernels == "esp-nn":
+        kept, wrappers, used = esp_nn.select(tree.root, sources)
+        optimized = tuple(cmsis_nn.optimized_ops(tree, op_names, tuple(used)))
+        files = tuple((dest, str(src)) for dest, src in (*wrappers, *espnn.files()))
+        return KernelChoice("esp-nn", tuple(kept) + rest, files, optimized, esp_nn.defines(board.chip),
+                            INCLUDE_DIRS + esp_nn.INCLUDE_DIRS, espnn.version)
+    return KernelChoice("reference", tuple(sources) + rest)
+
+
 def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | None,
               vector_count: int, command: str, arena_source: str = HOST_ARENA,
-              cmsis: cmsis_nn.CmsisNn | None = None) -> ProjectPlan:
-    """``cmsis``: use its wrappers and library for the ops that have one (only with a TFLM tree and
-    a board whose kernels are cmsis-nn); else TFLM's reference kernels."""
+              cmsis: cmsis_nn.CmsisNn | None = None, espnn: esp_nn.EspNn | None = None) -> ProjectPlan:
+    """``cmsis``/``espnn``: the board's kernel library (``choose_kernels``); else TFLM's reference
+    kernels."""
     require_tflm_int8(ir)
     kind = template_kind(board)
     ops = tuple(u.tflm_method for u in ir.ops)
-    tflm_files: tuple[str, ...] = ()
-    cmsis_files: tuple[tuple[str, str], ...] = ()
-    optimized: tuple[str, ...] = ()
-    defines: tuple[str, ...] = ()
-    cmsis_version = ""
-    kernels = board.kernels
-    include_dirs = INCLUDE_DIRS
     tflm_version = f"esp-tflite-micro {PINNED_VERSION}"
     if tree is not None:
         if kind == "espidf" and tree.version != tflm_version:
@@ -209,40 +279,35 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
                 f"{PINNED_VERSION} component, and the host simulation must run the same TFLM",
                 f"use an esp-tflite-micro v{PINNED_VERSION} checkout for --tflm-dir/TFGEN_TFLM_DIR")
         tflm_version = tree.version
-        sources = tree.sources_for_ops([u.name for u in ir.ops])
-        if cmsis is not None and board.kernels == "cmsis-nn" and kind != "espidf":
-            selection = cmsis.select(sources)
-            sources = list(selection.kernel_files)
-            cmsis_files = tuple((dest, str(src)) for dest, src in selection.files)
-            optimized = tuple(cmsis_nn.optimized_ops(tree, [u.name for u in ir.ops], selection.wrappers))
-            kernels, defines = "cmsis-nn", cmsis_nn.DEFINES
-            include_dirs += cmsis_nn.INCLUDE_DIRS
-            cmsis_version = cmsis.version
-        elif kernels == "cmsis-nn":
-            kernels = "reference"
-        tflm_files = tuple(sources + tree.headers() + tree.licenses())
+    k = choose_kernels(ir, board, kind, tree, cmsis, espnn)
+    overrun = esp_softmax_overruns(ir) if board.kernels == "esp-nn" else []
+    registrations = tuple(REFERENCE_SOFTMAX if u.name == "SOFTMAX" and overrun else "" for u in ir.ops)
+    optimized = tuple(o for o in k.optimized if not (o == "SOFTMAX" and overrun))   # replaced: see above
+    kernel_notes = ((esp_nn.device_notes(board.chip, optimized) if k.kernels == "esp-nn" else ())
+                    + _overrun_notes(ir, overrun))
+    tflm_files, defines = k.tflm_files, k.defines
     names = model_symbol_names(Path(ir.source).stem)
-    include_dirs = tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in include_dirs)
+    include_dirs = tuple(f"{TFLM_LIB}/{d}".rstrip("/.") if d != "." else TFLM_LIB for d in k.include_dirs)
     emulated = targets.emulated(board)
     envs = environments(kind, emulated, bool(tflm_files), defines, include_dirs, board)
     qemu = _qemu_plan(emulated) if any(e.role == "qemu" for e in envs) else None
     groups = ("common", *(("espidf",) if kind == "espidf" else ()), *(("tflm",) if tflm_files else ()),
-              *(("qemu",) if qemu else ()))
+              *(("espnn",) if k.kernels == "esp-nn" and tflm_files else ()), *(("qemu",) if qemu else ()))
     banner = (f"Generated by tfgen {__version__} from {ir.source} (sha256 {ir.sha256}) for board {board.name}.",
               "Do not edit: regenerate with the command below.", command)
     return ProjectPlan(
         kind=kind, board=board.name, board_description=board.description,
         env_name=board.name, platform=board.platformio.platform, pio_board=board.platformio.board,
-        framework=board.platformio.framework, core=board.core, kernels=kernels,
+        framework=board.platformio.framework, core=board.core, kernels=k.kernels,
         arena_placement=board.arena_placement, model_file=ir.source, model_sha256=ir.sha256,
-        model_bytes=ir.size_bytes, names=names, ops=ops, op_names=tuple(u.name for u in ir.ops),
+        model_bytes=ir.size_bytes, names=names, ops=ops, registrations=registrations,
+        firmware_extras=("tfgen_softmax",) if overrun else (), op_names=tuple(u.name for u in ir.ops),
         arena_measured=arena_measured, arena_source=arena_source, arena_size=arena_with_margin(arena_measured),
         inputs=tuple(_tensor(t) for t in ir.inputs), outputs=tuple(_tensor(t) for t in ir.outputs),
         tflm_version=tflm_version, tflm_files=tflm_files, tflm_root=str(tree.root) if tree else "",
-        cmsis_nn_files=cmsis_files, optimized_ops=optimized, defines=defines,
-        cmsis_nn_version=cmsis_version, include_dirs=include_dirs,
+        library_files=k.library_files, defines=defines, optimized_ops=optimized,
+        library_version=k.version, kernel_notes=kernel_notes, include_dirs=include_dirs if tflm_files else (),
         with_vectors=vector_count > 0, vector_count=vector_count, environments=envs,
         default_env=default_env(kind, envs), template_groups=groups,
-        sdkconfig=(SDKCONFIG_COMMON + (SDKCONFIG_PSRAM if board.arena_placement == "psram" else ()))
-        if kind == "espidf" else (),
+        sdkconfig=_sdkconfig(board) if kind == "espidf" else (),
         arena_in_heap=kind == "espidf", qemu=qemu, monitor_speed=MONITOR_SPEED, banner=banner, regenerate=command)

@@ -18,12 +18,14 @@ from codegen.project.naming import one_line
 from codegen.errors import TfgenError
 from codegen.project.plan import ARENA_MARGIN_PERCENT, FIRMWARE_API, TFLM_LIB, ProjectPlan
 from codegen.resources import resource_dir
+from codegen.toolchain import esp_nn
 from codegen.toolchain.tflm_fetch import PINNED_VERSION
 from codegen.toolchain.tflm_tree import NOT_COMPILED_DIRS
 
 Content = str | bytes | Path          # Path: copy that file
 
 VECTORS_HEADER = "tfgen_vectors.h"
+OPTIONAL_FIRMWARE = ("tfgen_softmax.",)  # firmware/ files a project carries only where its plan says so
 BOARD_PLACEHOLDER = "BOARD"        # in a template's path: the board's name (templates/qemu/src/qemu/BOARD.ld.j2)
 
 
@@ -55,6 +57,8 @@ def render_project(plan: ProjectPlan, model: bytes, vectors: bytes | None) -> di
     for path in sorted(firmware.rglob("*")):
         rel = path.relative_to(firmware).as_posix()
         if path.is_file() and rel != "README.md":
+            if rel.startswith(OPTIONAL_FIRMWARE) and Path(rel).stem not in plan.firmware_extras:
+                continue
             if rel.startswith("qemu/") and plan.qemu is None:
                 continue
             files[f"src/{rel}"] = path.read_bytes()
@@ -63,13 +67,14 @@ def render_project(plan: ProjectPlan, model: bytes, vectors: bytes | None) -> di
         root = Path(plan.tflm_root)
         for rel in plan.tflm_files:
             files[f"{TFLM_LIB}/{rel}"] = root / rel
-        for rel, src in plan.cmsis_nn_files:
+        for rel, src in plan.library_files:
             files[f"{TFLM_LIB}/{rel}"] = Path(src)
 
     sources = sorted(p.removeprefix("src/") for p in files
                      if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])
     data = plan.template_data() | {
         "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION, "firmware_api": FIRMWARE_API,
+        "esp_nn_pinned": esp_nn.PINNED_VERSION,
         "not_compiled": list(NOT_COMPILED_DIRS),
         "sources": sorted(sources + ["tfgen_model.cc"]),
     }

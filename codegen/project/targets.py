@@ -73,15 +73,38 @@ STAND_IN = "mps2_an386"     # the emulated Cortex-M4F the `qemu` environment of 
 
 def emulated(board: Board) -> BoardTarget | None:
     """The emulated board a project's `qemu` environment runs on: the board itself where QEMU
-    emulates it, else, for any other Arm board, the built-in Cortex-M4F stand-in (its code tested on
-    a Cortex-M before flashing); None for boards of other arches."""
+    emulates it, else, for any other board, the built-in Cortex-M4F stand-in (its code, and for ESP
+    chips ESP-NN's portable C, tested on a 32-bit microcontroller before flashing); None on the host."""
     target = for_board(board)
     if target is not None and target.emulator:
         return target
-    if board.arch != "arm":
+    if board.arch == "host":
         return None
     from codegen.project.boards import get_board
     return for_board(get_board(STAND_IN))
+
+
+ON_CHOICES = ("host", "qemu")
+
+
+def verify_target(board: Board, on: str | None = None) -> BoardTarget:
+    """Where `verify` runs a board's firmware: ``on`` "host" (the build machine) or "qemu" (the board
+    itself where QEMU emulates it, else the Cortex-M4F stand-in); None: the board's own target, else
+    the host. The project is always the board's own, with its kernels."""
+    own = for_board(board)
+    if on is None:
+        if own is not None:
+            return own
+        on = "host"
+    if on == "host":
+        from codegen.project.boards import get_board
+        return own if own is not None and not own.emulator else for_board(get_board("host"))
+    if on != "qemu":
+        raise TfgenError(f"--on {on}: expected one of {', '.join(ON_CHOICES)}", "pass --on host or --on qemu")
+    target = emulated(board)
+    if target is None:
+        raise TfgenError(f"--on qemu: {board.name} is the host", "pass --on host, or leave --on out")
+    return target
 
 
 def require(board: Board, boards: dict[str, Board] | None = None) -> BoardTarget:

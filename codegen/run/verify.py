@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codegen.toolchain import cmsis_nn, elfsize, fetch, builder, proc, tflm_tree
+from codegen.toolchain import builder, elfsize, fetch, proc, sanitizers, tflm_tree
 from codegen.project import fit
 from codegen.oracle import oracle, reference
 from codegen.run import replay
@@ -50,6 +50,8 @@ class VerifyResult:
     optimized_ops: tuple[str, ...] = ()
     flash_bytes: int | None = None
     arena_needed: int | None = None     # measured on the target where the generated arena was too small
+    ran_on: str = ""                    # the target's board: the board itself, host, or the QEMU stand-in
+    sanitized: bool = False
 
     @property
     def ok(self) -> bool:
@@ -68,7 +70,8 @@ class VerifyResult:
             "firmware_errors": list(self.log.errors),
             "arena_used_bytes": _int(self.log.summary.get("arena_used")),
             "arena_size": self.arena_size, "host_arena_64bit": self.host_arena,
-            "target_bits": 64 if self.board == "host" else 32,
+            "ran_on": self.ran_on or self.board, "sanitized": self.sanitized,
+            "target_bits": 64 if (self.ran_on or self.board) == "host" else 32,
             "instructions_per_inference": self.instructions_per_inference,
             "kernels": self.kernels, "optimized_ops": list(self.optimized_ops), "flash_bytes": self.flash_bytes,
             "arena_needed_on_target": self.arena_needed,
@@ -115,6 +118,13 @@ class Prepared:
     optimized_ops: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     private: bool = False               # project/ is in a work directory of this run's own
+    target: targets.BoardTarget | None = None   # where it runs (targets.verify_target)
+    sanitize: bool = False              # built with AddressSanitizer and UBSan (host only)
+
+    @property
+    def build_target(self) -> builder.Target:
+        base = self.target.build if self.target else targets.verify_target(self.board).build
+        return sanitizers.sanitized(base) if self.sanitize else base
 
 
 @dataclass(frozen=True)
@@ -138,59 +148,72 @@ class OpDivergence:
 
 def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
             out: Path | None = None, cmsis_nn_dir: Path | None = None, kernels: str | None = None,
-            arena: int | None = None) -> Prepared:
+            arena: int | None = None, esp_nn_dir: Path | None = None, on: str | None = None,
+            sanitize: bool = False) -> Prepared:
     """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded.
 
     ``arena``: size the arena from this figure (as --arena-from) instead of the oracle's measurement.
-
-    ``kernels``: "reference", "cmsis-nn", or None for the board's own (cmsis-nn on mps2_an386 when a
-    CMSIS-NN setup is available, else reference with a note)."""
-    target = targets.require(board)
-    if target.emulator:
-        for tool in (target.build.cxx, target.emulator[0]):
-            if not shutil.which(tool):
-                raise TfgenError(f"verify on {board.name} needs {tool}, which is not installed",
-                                 "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                                 "libstdc++-arm-none-eabi-newlib qemu-system-arm")
+    ``kernels``: "reference", the board's library, or None for the board's own (cmsis-nn on
+    mps2_an386 when a CMSIS-NN setup is available, else reference with a note; esp-nn on ESP chips).
+    ``on``: where to run (targets.verify_target). ``sanitize``: AddressSanitizer and UBSan (host)."""
+    target = targets.verify_target(board, on)
+    _check_tools(board, target, sanitize)
     too_big = fit.certainly_too_big(ir, board)
     if too_big:
         raise DoesNotFit(too_big, "verify on host, or use a smaller model (`tfgen fit MODEL` compares the boards)")
     tree = tflm_tree.resolve(tflm_dir)
-    cmsis, note = cmsis_nn.choose(board.kernels, cmsis_nn_dir, kernels)
     ref = reference.run_reference(ir, model, inputs, crosscheck=False)
     blob = vectors.encode(ref.vectors)
-    with_vectors = fit.certainly_too_big(ir, board, len(blob))
-    if with_vectors:
-        per_vector = max(1, (len(blob) - vectors.header_bytes(ref.vectors)) // max(ref.vectors.count, 1))
-        room = board.flash_bytes - (len(blob) - per_vector * ref.vectors.count) - ir.size_bytes - 64 * 1024
-        fewer = (f"pass fewer --vectors (each is {per_vector:,} B; about {room // per_vector} fit)"
-                 if room >= per_vector else "not one vector fits beside the model")
-        raise DoesNotFit(f"{with_vectors}: the firmware carries its test vectors", f"{fewer}, or verify on host")
+    _check_vectors_fit(ir, board, blob, ref.vectors)
+    if kernels is None and board.kernels == "esp-nn":
+        kernels = "esp-nn"                  # what verify is for: the kernels the chip runs
     gen = generate.generate(ir, model, board, generate.Options(
-        tflm_dir=tree.root, cmsis_nn_dir=cmsis.root if cmsis else None, kernels="cmsis-nn" if cmsis else "reference",
+        tflm_dir=tree.root, cmsis_nn_dir=cmsis_nn_dir, esp_nn_dir=esp_nn_dir, kernels=kernels,
         vectors=blob, arena_from=arena, arena_source="measured on the target, with these kernels",
         arena_measured=ref.arena.min_bytes, command=command))
     project = gen.plan
     private = out is None
     out = out or work_dir(ir, board.name) / "project"
     _refresh(gen.files, out)
+    kernels_used = f"{project.kernels} ({project.library_version})" if project.library_version else project.kernels
     return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
-                    tree.version, ir, model,
-                    f"cmsis-nn ({project.cmsis_nn_version})" if project.cmsis_nn_version else project.kernels, project.optimized_ops,
-                    (note,) if note else (), private)
+                    tree.version, ir, model, kernels_used, project.optimized_ops, gen.notes, private, target,
+                    sanitize)
+
+
+def _check_tools(board: Board, target: targets.BoardTarget, sanitize: bool) -> None:
+    if sanitize and target.emulator:
+        raise TfgenError("--sanitize is for the host build (AddressSanitizer and UBSan do not run in QEMU)",
+                         "pass --on host with --sanitize")
+    if target.emulator:
+        for tool in (target.build.cxx, target.emulator[0]):
+            if not shutil.which(tool):
+                raise TfgenError(f"verify on {target.board.name} needs {tool}, which is not installed",
+                                 "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                                 "libstdc++-arm-none-eabi-newlib qemu-system-arm")
+
+
+def _check_vectors_fit(ir: ModelIR, board: Board, blob: bytes, vs: vectors.VectorSet) -> None:
+    with_vectors = fit.certainly_too_big(ir, board, len(blob))
+    if with_vectors:
+        per_vector = max(1, (len(blob) - vectors.header_bytes(vs)) // max(vs.count, 1))
+        room = board.flash_bytes - (len(blob) - per_vector * vs.count) - ir.size_bytes - 64 * 1024
+        fewer = (f"pass fewer --vectors (each is {per_vector:,} B; about {room // per_vector} fit)"
+                 if room >= per_vector else "not one vector fits beside the model")
+        raise DoesNotFit(f"{with_vectors}: the firmware carries its test vectors", f"{fewer}, or verify on host")
 
 
 ARENA_TOO_SMALL = "AllocateTensors failed: the tensor arena"
 
 
 def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
-           cmsis_nn_dir: Path | None = None, kernels: str | None = None) -> tuple[Prepared, VerifyResult]:
+           **options) -> tuple[Prepared, VerifyResult]:
     """prepare + build_and_run; where the arena from the oracle's measurement (TFLM's reference kernels)
     is too small for the firmware's kernels (CMSIS-NN's scratch buffers), the arena the firmware needs
-    is measured on the target and the model verified with it, and the report says so."""
+    is measured on the target and the model verified with it, and the report says so. ``options``:
+    prepare's (cmsis_nn_dir, esp_nn_dir, kernels, on, sanitize)."""
     def run(arena: int | None = None) -> tuple[Prepared, VerifyResult]:
-        prep = prepare(ir, model, board, inputs, tflm_dir, command, cmsis_nn_dir=cmsis_nn_dir, kernels=kernels,
-                       arena=arena)
+        prep = prepare(ir, model, board, inputs, tflm_dir, command, arena=arena, **options)
         try:
             return prep, build_and_run(prep)
         except BaseException:
@@ -206,7 +229,7 @@ def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path
     if not needed:
         return run()
     final, result = run(needed)
-    which = "CMSIS-NN" if final.kernels.startswith("cmsis-nn") else final.kernels
+    which = {"cmsis-nn": "CMSIS-NN", "esp-nn": "ESP-NN"}.get(final.kernels.split(" ")[0], final.kernels)
     note = (f"the arena sized from the oracle's measurement ({prep.arena_size:,} B, TFLM's reference kernels) is "
             f"too small for {which} on {board.name}: the firmware needs {needed:,} B (its kernels' scratch "
             f"buffers), measured on the target and verified with it; generate this model's {which} projects "
@@ -216,8 +239,8 @@ def verify(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path
 
 def build_and_run(prep: Prepared) -> VerifyResult:
     """Build the project for its board, run it, and compare every output byte with the oracle's."""
-    target = targets.require(prep.board)
-    built = builder.build(prep.project, target=target.build)
+    target = prep.target or targets.verify_target(prep.board)
+    built = builder.build(prep.project, target=prep.build_target)
     start = time.monotonic()
     result = _run(target, built.executable)
     seconds = time.monotonic() - start
@@ -232,12 +255,16 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     if comparison.mismatched_bytes:
         notes.append(f"the firmware's TFLM is {prep.tflm}, the oracle is tflite_micro {oracle_version}; "
                      "a difference can come from their versions (see README: Pinned dependencies)")
-    if result.returncode not in (0, 1) or (not log.summary and result.returncode != 0):
+    found = sanitizers.sanitizer_report(result.stderr) if prep.sanitize else None
+    if found:
+        notes.append(found)
+    elif result.returncode not in (0, 1) or (not log.summary and result.returncode != 0):
         notes.append(f"the firmware {proc.describe_status(result.returncode)}: "
                      + proc.tail(result.stderr or result.stdout, 3).replace("\n", " | "))
     return VerifyResult(prep.board.name, prep.source, comparison, log, built, seconds, prep.arena_size,
                         prep.host_arena, prep.tflm, oracle_version, result.returncode,
-                        instructions, tuple(notes), prep.kernels, prep.optimized_ops, flash)
+                        instructions, tuple(notes), prep.kernels, prep.optimized_ops, flash,
+                        ran_on=target.board.name, sanitized=prep.sanitize)
 
 
 def per_op(prep: Prepared, vector: int) -> OpDivergence:
@@ -247,9 +274,9 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     ops = [op for op in ir.operators if op.subgraph == 0]
     arena = oracle.per_op_arena(ir, prep.arena_size)
     flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
-    target = targets.require(prep.board)
-    out = prep.project / "build" / f"{target.build.name}-per-op" / Path(target.build.output).name
-    built = builder.build(prep.project, out, target=target.build, extra_flags=flags)
+    target = prep.target or targets.verify_target(prep.board)
+    out = prep.project / "build" / f"{prep.build_target.name}-per-op" / Path(prep.build_target.output).name
+    built = builder.build(prep.project, out, target=prep.build_target, extra_flags=flags)
     result = _run(target, built.executable)
     log = replay.parse(result.stdout)
     if log.errors:
@@ -284,7 +311,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
 
 def _run(target: targets.BoardTarget, executable: Path):
     if not target.emulator:
-        return builder.run_program(executable)
+        return builder.run_program(executable, env=sanitizers.SANITIZER_ENV)
     return proc.run(target.run_command(executable), what=f"QEMU ({target.emulator[2]})", timeout=QEMU_TIMEOUT_S,
                     check=False, hint="the firmware hung or faulted in QEMU")
 

@@ -151,13 +151,25 @@ def carries_cmsis_nn(project: Path) -> bool:
     return (Path(project) / TFLM_DIR / cmsis_nn.LIB_DEST).is_dir()
 
 
-def include_flags(for_app: bool, with_cmsis_nn: bool = False) -> list[str]:
-    """``-I`` flags: lib/tflm and each of TFLM's include dirs (and CMSIS-NN's, when the project has
-    it); src/ first for our own files, whose view of TFLM's headers is -isystem (their warnings are
-    TFLM's, not ours)."""
+def project_build(project: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The defines and include dirs (project-relative) every file of the project is compiled with:
+    from its tfgen.json, where generate wrote what it decided; a project without one (made by hand, or
+    by a tfgen before tfgen.json) is read as such a tfgen made it: TFLM's dirs, and CMSIS-NN's with
+    -DCMSIS_NN where lib/tflm/ carries it."""
+    try:
+        data = json.loads((Path(project) / "tfgen.json").read_text(encoding="utf-8"))["build"]
+        return tuple(data["defines"]), tuple(data["include_dirs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        with_cmsis = carries_cmsis_nn(project)
+        subdirs = INCLUDE_DIRS + (cmsis_nn.INCLUDE_DIRS if with_cmsis else ())
+        return (cmsis_nn.DEFINES if with_cmsis else ()), tuple(f"{TFLM_DIR}/{sub}" for sub in subdirs)
+
+
+def include_flags(for_app: bool, include_dirs: tuple[str, ...]) -> list[str]:
+    """``-I`` flags: lib/tflm and each of the project's include dirs; src/ first for our own files,
+    whose view of TFLM's headers is -isystem (their warnings are TFLM's, not ours)."""
     dirs = []
-    subdirs = INCLUDE_DIRS + (cmsis_nn.INCLUDE_DIRS if with_cmsis_nn else ())
-    for d in (TFLM_DIR, *(f"{TFLM_DIR}/{sub}" for sub in subdirs)):
+    for d in (TFLM_DIR, *include_dirs):
         d = os.path.normpath(d)
         if d not in dirs:
             dirs.append(d)
@@ -172,9 +184,8 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST,
     project = Path(project)
     common = [f for f in COMMON_FLAGS if not (target.arch_flags and f.startswith("-O"))]
     common += target.arch_flags
-    with_cmsis = carries_cmsis_nn(project)
-    if with_cmsis:
-        common += cmsis_nn.DEFINES       # every file: TFLM's kernel headers depend on it
+    defines, include_dirs = project_build(project)
+    common += defines                    # every file: TFLM's kernel headers depend on them (-DCMSIS_NN)
     found = []
     for top, for_app in ((SRC_DIR, True), (TFLM_DIR, False)):
         base = project / top
@@ -191,7 +202,7 @@ def units(project: Path, test_mode: bool = True, target: Target = HOST,
             language = _SOURCE_SUFFIXES[path.suffix]
             flags = [*common, *(CXX_FLAGS if language == "c++" else C_FLAGS),
                      *(_app_warnings(language) if for_app else TFLM_WARNINGS),
-                     *include_flags(for_app, with_cmsis)]
+                     *include_flags(for_app, include_dirs)]
             if for_app and test_mode:
                 flags += TEST_MODE_FLAGS
             if for_app:
@@ -273,10 +284,12 @@ def _raise_if_overflowed(target: Target, stderr: str) -> None:
                      "use a smaller model or a board with more memory (`tfgen fit MODEL` compares them)")
 
 
-def run_program(program: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run a built program; its exit status is returned, not raised (non-zero = it found mismatches)."""
+def run_program(program: Path, timeout: float = RUN_TIMEOUT_S, env: dict | None = None
+                ) -> subprocess.CompletedProcess:
+    """Run a built program; its exit status is returned, not raised (non-zero = it found mismatches).
+    ``env``: variables added to the environment (the sanitizers' options)."""
     return proc.run([Path(program).resolve()], what=f"the host program {Path(program).name}",
-                    timeout=timeout, check=False,
+                    timeout=timeout, check=False, env={**os.environ, **(env or {})},
                     hint="it hung or crashed: run it by hand, or build it with -g and debug it")
 
 

@@ -49,7 +49,8 @@ DEFINES = ("-DCMSIS_NN",)
 # Header directories, relative to lib/tflm/: the wrappers include "Include/arm_nnfunctions.h",
 # the library's own sources "arm_nnfunctions.h".
 INCLUDE_DIRS = (LIB_DEST, f"{LIB_DEST}/Include")
-KERNEL_CHOICES = ("reference", "cmsis-nn")
+KERNEL_CHOICES = ("reference", "cmsis-nn", "esp-nn")
+LIBRARIES = ("cmsis-nn", "esp-nn")
 DATA_FILE = DATA_DIR / "cmsis_nn_sources.json"
 HINT = (f"pass --cmsis-nn-dir DIR or set {ENV_VAR}=DIR, DIR holding tflite-micro/ (tensorflow/tflite-micro "
         f"@{PINNED_TFLM_COMMIT[:12]}) and CMSIS-NN/ (ARM-software/CMSIS-NN @{PINNED_CMSIS_NN_COMMIT[:12]}); "
@@ -147,12 +148,13 @@ def cached_setup() -> Path | None:
 
 def kernels_for(board_kernels: str, kernels: str | None = None) -> str:
     """The kernel set a build for a board with ``board_kernels`` asks for with ``--kernels`` (None: the
-    board's). It chooses between reference and cmsis-nn on the boards whose kernels are cmsis-nn;
-    elsewhere the board's stay (ESP-IDF's component brings ESP-NN) and cmsis-nn is an error."""
-    if kernels == "cmsis-nn" and board_kernels != "cmsis-nn":
-        raise TfgenError(f"--kernels cmsis-nn: this board's kernels are {board_kernels}",
-                         "CMSIS-NN is for the Cortex-M boards (kernels = \"cmsis-nn\" in boards/*.toml)")
-    return kernels if kernels and board_kernels == "cmsis-nn" else board_kernels
+    board's): reference, or the board's own library (cmsis-nn on Cortex-M boards, esp-nn on ESP
+    chips); another board's library is an error."""
+    if kernels in LIBRARIES and kernels != board_kernels:
+        raise TfgenError(f"--kernels {kernels}: this board's kernels are {board_kernels}",
+                         "CMSIS-NN is for the Cortex-M boards, ESP-NN for the ESP chips (kernels = ... in "
+                         "boards/*.toml); or pass --kernels reference")
+    return kernels or board_kernels
 
 
 def choose(board_kernels: str, option: Path | None = None, kernels: str | None = None
