@@ -40,6 +40,8 @@ void Print(const char* text) {
 }
 
 std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(micros()); }
+std::uint32_t TicksNow() { return MicrosNow(); }
+std::uint32_t TicksPerSecond() { return 1000000u; }
 
 const char* Name() { return "arduino"; }
 
@@ -53,6 +55,8 @@ void Print(const char* text) {
 }
 
 std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(esp_timer_get_time()); }
+std::uint32_t TicksNow() { return MicrosNow(); }
+std::uint32_t TicksPerSecond() { return 1000000u; }
 
 const char* Name() { return "esp-idf"; }
 
@@ -86,12 +90,16 @@ void Print(const char* text) {
 }
 
 // SysTick counts down over 24 bits; read often enough (every 2^24 ticks) the wraps are accounted for.
-std::uint32_t MicrosNow() {
+static unsigned long long ElapsedTicks() {
   const std::uint32_t count = 0x00FFFFFFu - (*kSystCvr & 0x00FFFFFFu);
   elapsed_ticks += (count - last_count) & 0x00FFFFFFu;
   last_count = count;
-  return static_cast<std::uint32_t>(elapsed_ticks / (kSysTickHz / 1000000u));
+  return elapsed_ticks;
 }
+
+std::uint32_t MicrosNow() { return static_cast<std::uint32_t>(ElapsedTicks() / (kSysTickHz / 1000000u)); }
+std::uint32_t TicksNow() { return static_cast<std::uint32_t>(ElapsedTicks()); }
+std::uint32_t TicksPerSecond() { return kSysTickHz; }
 
 const char* Name() { return "qemu"; }
 
@@ -110,6 +118,12 @@ std::uint32_t MicrosNow() {
   return static_cast<std::uint32_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(since_start).count());
 }
+std::uint32_t TicksNow() {
+  const auto since_start = std::chrono::steady_clock::now().time_since_epoch();
+  return static_cast<std::uint32_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(since_start).count());
+}
+std::uint32_t TicksPerSecond() { return 1000000000u; }
 #else
 // Semihosting C libraries implement clock() (newlib: SYS_CLOCK, in centiseconds), not chrono.
 std::uint32_t MicrosNow() {
@@ -117,6 +131,8 @@ std::uint32_t MicrosNow() {
   return static_cast<std::uint32_t>(static_cast<unsigned long long>(now) * 1000000ULL /
                                     static_cast<unsigned long long>(CLOCKS_PER_SEC));
 }
+std::uint32_t TicksNow() { return MicrosNow(); }
+std::uint32_t TicksPerSecond() { return 1000000u; }
 #endif
 
 const char* Name() { return "host"; }

@@ -30,6 +30,12 @@ void Printf(const char* format, ...)
 // differences of two readings as std::uint32_t and they stay right across a wrap.
 std::uint32_t MicrosNow();
 
+// A free-running counter of TicksPerSecond() ticks a second, for profiling ops: QEMU's SysTick clock on
+// the emulated boards (under -icount shift=0 a tick is a fixed number of instructions), nanoseconds on
+// a hosted OS, microseconds elsewhere. Take differences as std::uint32_t, as for MicrosNow.
+std::uint32_t TicksNow();
+std::uint32_t TicksPerSecond();
+
 // Name of the platform branch compiled in ("esp-idf", "arduino", "host").
 const char* Name();
 

@@ -227,6 +227,21 @@ static void DumpOpOutputs(Runner& runner, std::uint32_t v) {
 }
 #endif
 
+#if defined(TFGEN_PROFILE)
+// Each op's ticks in this Invoke, in execution order: `profile <vector> <event> <ticks> <op>`, then
+// `profile_invoke <vector> <ticks>` for the whole Invoke, for `tfgen profile`.
+static void PrintProfile(const Runner& runner, std::uint32_t v) {
+  const OpProfiler& p = runner.profiler();
+  if (v == 0) platform::Printf("profile_clock %lu\n", static_cast<unsigned long>(platform::TicksPerSecond()));
+  for (int i = 0; i < p.count(); ++i) {
+    platform::Printf("profile %lu %d %lu %s\n", static_cast<unsigned long>(v), i,
+                     static_cast<unsigned long>(p.ticks(i)), p.tag(i) != nullptr ? p.tag(i) : "?");
+  }
+  platform::Printf("profile_invoke %lu %lu\n", static_cast<unsigned long>(v),
+                   static_cast<unsigned long>(runner.last_invoke_ticks()));
+}
+#endif
+
 int ReplayVectors(Runner& runner) {
   Stats stats;
   platform::Printf("tfgen replay model=%s platform=%s\n", tfgen_model::kModelName,
@@ -260,6 +275,9 @@ int ReplayVectors(Runner& runner) {
     }
 #if defined(TFGEN_PER_OP)
     if (v == TFGEN_PER_OP_VECTOR) DumpOpOutputs(runner, v);
+#endif
+#if defined(TFGEN_PROFILE)
+    PrintProfile(runner, v);
 #endif
     ++stats.vectors;
     stats.invoke_us_total += runner.last_invoke_us();

@@ -161,8 +161,13 @@ TfLiteStatus Runner::Init() {
 #else
   constexpr bool kPreserveAllTensors = false;
 #endif
+#if defined(TFGEN_PROFILE)
+  tflite::MicroProfilerInterface* profiler = &profiler_;
+#else
+  tflite::MicroProfilerInterface* profiler = nullptr;
+#endif
   tflite::MicroInterpreter* interpreter = new (storage_) tflite::MicroInterpreter(
-      model, resolver_, arena, tfgen_model::kArenaSize, nullptr, nullptr, kPreserveAllTensors);
+      model, resolver_, arena, tfgen_model::kArenaSize, nullptr, profiler, kPreserveAllTensors);
   if (interpreter->initialization_status() != kTfLiteOk) {
     PrintError("the TFLM interpreter did not initialize (see TFLM's message above)");
     interpreter->~MicroInterpreter();
@@ -265,9 +270,16 @@ TfLiteStatus Runner::Invoke() {
     PrintError("Invoke before a successful Init");
     return kTfLiteError;
   }
+#if defined(TFGEN_PROFILE)
+  profiler_.Clear();
+  const std::uint32_t start_ticks = platform::TicksNow();
+#endif
   const std::uint32_t start = platform::MicrosNow();
   const TfLiteStatus status = interpreter_->Invoke();
   const std::uint32_t elapsed = platform::MicrosNow() - start;
+#if defined(TFGEN_PROFILE)
+  last_invoke_ticks_ = platform::TicksNow() - start_ticks;
+#endif
   if (status != kTfLiteOk) {
     PrintError("Invoke failed (see TFLM's message above)");
     return status;
@@ -379,5 +391,20 @@ TfLiteStatus Runner::GetOutputFloats(int index, float* values, std::size_t count
 std::size_t Runner::arena_used_bytes() const {
   return interpreter_ != nullptr ? interpreter_->arena_used_bytes() : 0;
 }
+
+#if defined(TFGEN_PROFILE)
+std::uint32_t OpProfiler::BeginEvent(const char* tag) {
+  const int handle = count_++;
+  if (handle < kMaxEvents) {
+    tags_[handle] = tag;
+    start_[handle] = platform::TicksNow();
+  }
+  return static_cast<std::uint32_t>(handle);
+}
+
+void OpProfiler::EndEvent(std::uint32_t handle) {
+  if (handle < static_cast<std::uint32_t>(kMaxEvents)) ticks_[handle] = platform::TicksNow() - start_[handle];
+}
+#endif
 
 }  // namespace tfgen

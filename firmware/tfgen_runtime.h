@@ -12,6 +12,9 @@
 
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tfgen_model.h"
+#if defined(TFGEN_PROFILE)
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
+#endif
 
 // The generated tfgen_model.h and this harness come from one tfgen: a project whose generated files
 // and harness files are of different tfgen versions stops here, not with obscure errors further down.
@@ -21,6 +24,28 @@
 #endif
 
 namespace tfgen {
+
+#if defined(TFGEN_PROFILE)
+// The ticks (platform::TicksNow) of each op of the last Invoke, in execution order, for `tfgen
+// profile`: TFLM's interpreter calls BeginEvent and EndEvent around every op it invokes. Only in
+// profiling builds (-DTFGEN_PROFILE); the normal image has no profiler.
+class OpProfiler : public tflite::MicroProfilerInterface {
+ public:
+  static constexpr int kMaxEvents = 512;
+  std::uint32_t BeginEvent(const char* tag) override;
+  void EndEvent(std::uint32_t handle) override;
+  void Clear() { count_ = 0; }
+  int count() const { return count_ < kMaxEvents ? count_ : kMaxEvents; }
+  const char* tag(int i) const { return tags_[i]; }
+  std::uint32_t ticks(int i) const { return ticks_[i]; }
+
+ private:
+  const char* tags_[kMaxEvents] = {};
+  std::uint32_t start_[kMaxEvents] = {};
+  std::uint32_t ticks_[kMaxEvents] = {};
+  int count_ = 0;
+};
+#endif
 
 // What a tensor is expected to look like; from tfgen_model::TensorInfo or a vector file.
 struct TensorSpec {
@@ -83,6 +108,11 @@ class Runner {
   std::size_t arena_used_bytes() const;
   // Duration of the last successful Invoke, in microseconds.
   std::uint32_t last_invoke_us() const { return last_invoke_us_; }
+#if defined(TFGEN_PROFILE)
+  // The last Invoke, op by op, and as a whole, in platform ticks.
+  const OpProfiler& profiler() const { return profiler_; }
+  std::uint32_t last_invoke_ticks() const { return last_invoke_ticks_; }
+#endif
 
   tflite::MicroInterpreter* interpreter() { return interpreter_; }
 
@@ -100,6 +130,10 @@ class Runner {
   tflite::MicroInterpreter* interpreter_ = nullptr;
   bool init_called_ = false;
   std::uint32_t last_invoke_us_ = 0;
+#if defined(TFGEN_PROFILE)
+  OpProfiler profiler_;
+  std::uint32_t last_invoke_ticks_ = 0;
+#endif
 };
 
 }  // namespace tfgen

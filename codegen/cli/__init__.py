@@ -15,6 +15,7 @@ import warnings
 from codegen import __version__
 from codegen.cli.model_commands import Boards, Fit, Inspect, Quantize, Reference
 from codegen.cli.output import Command, emit
+from codegen.cli.profile_command import Profile
 from codegen.cli.project_commands import Build, Flash, Generate, Monitor, Verify
 from codegen.errors import TfgenError
 
@@ -22,7 +23,7 @@ __all__ = ["COMMANDS", "Command", "build_parser", "emit", "main"]
 
 
 
-COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Build, Flash,
+COMMANDS: tuple[type[Command], ...] = (Quantize, Inspect, Reference, Generate, Verify, Profile, Build, Flash,
                                        Monitor, Fit, Boards)
 
 

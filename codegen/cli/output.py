@@ -70,11 +70,12 @@ def load_ir(path: Path):
 DEFAULT_VECTORS = 100
 
 
-def input_options(p) -> None:
-    """The inputs the oracle runs on: N random vectors, or a file (for reference and verify)."""
+def input_options(p, default: int = DEFAULT_VECTORS) -> None:
+    """The inputs the oracle runs on: N random vectors, or a file (for reference, verify and profile)."""
     src = p.add_mutually_exclusive_group()
     src.add_argument("--vectors", type=int, default=None, metavar="N",
-                     help=f"N random input vectors (default {DEFAULT_VECTORS})")
+                     help=f"N random input vectors (default {default})")
+    p.set_defaults(default_vectors=default)
     src.add_argument("--inputs", type=Path, metavar="X.npy",
                      help="inputs: raw int8, or floats to quantize (.npz for several inputs)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
@@ -84,7 +85,8 @@ def read_inputs(args, ir) -> list:
     from codegen.oracle import reference
     if args.inputs:
         return reference.inputs_from_file(ir, args.inputs)
-    return reference.random_inputs(ir, DEFAULT_VECTORS if args.vectors is None else args.vectors, args.seed)
+    count = getattr(args, "default_vectors", DEFAULT_VECTORS) if args.vectors is None else args.vectors
+    return reference.random_inputs(ir, count, args.seed)
 
 
 def kernel_options(p, sources: bool = True) -> None:

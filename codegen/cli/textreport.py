@@ -142,7 +142,11 @@ def generate_text(r: dict) -> str:
 
 def verify_text(r: dict) -> str:
     verdict = "PASS: byte-exact" if r["ok"] else "FAIL"
-    out = [f"{verdict}   {r['model']} on {r['board']}: {r['vectors']} vectors, {r['bytes_compared']:,} bytes "
+    where = r["board"] if r.get("ran_on", r["board"]) == r["board"] else (
+        f"{r['board']} (its kernels, run on {r['ran_on']}{', sanitized' if r.get('sanitized') else ''})")
+    if r.get("sanitized") and where == r["board"]:
+        where += " (sanitized)"
+    out = [f"{verdict}   {r['model']} on {where}: {r['vectors']} vectors, {r['bytes_compared']:,} bytes "
            f"compared, {r['mismatched_bytes']:,} mismatched"
            + (f" (at most {r['max_lsb_difference']} LSB)" if r["mismatched_bytes"] else "")]
     m = r["first_mismatch"]
@@ -216,3 +220,23 @@ def format_fit_table(rows: list) -> str:
                   "headroom", "PSRAM needed / PSRAM", "fits", "notes"], body, right={3, 4, 5, 6, 7, 8})
     return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
                      + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
+
+
+def profile_text(r: dict) -> str:
+    """Each kernel set's ops, the costliest first, in instructions (never called time)."""
+    out = []
+    for p in r["profiles"]:
+        total = p["instructions_per_inference"]
+        share = 100 * p["ops_total"] / total if total else 0.0
+        out.append(f"profile    {p['model']} for {p['board']} on {p['ran_on']}, kernels {p['kernels']}: "
+                   f"{total:,} instructions per inference (QEMU -icount, mean of {p['vectors']} vectors); "
+                   f"the ops account for {p['ops_total']:,} ({share:.1f} %)")
+        ops = {o["index"]: o for o in p["ops"]}
+        rows = [[rank, i, ops[i]["op"], ops[i]["instructions"],
+                 f"{100 * ops[i]['instructions'] / total:.1f}%" if total else "-",
+                 "yes" if ops[i]["op"] in p["optimized_ops"] else ""]
+                for rank, i in enumerate(p["by_cost"], 1)]
+        out.append(table(["rank", "op", "name", "instructions", "share", "library kernel"], rows, right={0, 1, 3, 4}))
+        out += [f"note: {n}" for n in p["notes"]] + [""]
+    out.append("Instructions, not time: QEMU does not model a chip's pipeline, caches or memory wait states.")
+    return "\n".join(out)

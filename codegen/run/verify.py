@@ -242,7 +242,7 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     target = prep.target or targets.verify_target(prep.board)
     built = builder.build(prep.project, target=prep.build_target)
     start = time.monotonic()
-    result = _run(target, built.executable)
+    result = run_firmware(target, built.executable)
     seconds = time.monotonic() - start
     log = replay.parse(result.stdout)
     comparison = replay.compare(prep.vectors, log)
@@ -277,7 +277,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     target = prep.target or targets.verify_target(prep.board)
     out = prep.project / "build" / f"{prep.build_target.name}-per-op" / Path(prep.build_target.output).name
     built = builder.build(prep.project, out, target=prep.build_target, extra_flags=flags)
-    result = _run(target, built.executable)
+    result = run_firmware(target, built.executable)
     log = replay.parse(result.stdout)
     if log.errors:
         raise TfgenError(f"the per-op build failed on {prep.board.name}: {log.errors[0]}",
@@ -309,7 +309,8 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     return OpDivergence(vector, len(ops), compared)
 
 
-def _run(target: targets.BoardTarget, executable: Path):
+def run_firmware(target: targets.BoardTarget, executable: Path):
+    """Run a built firmware where its target runs (natively, or in QEMU)."""
     if not target.emulator:
         return builder.run_program(executable, env=sanitizers.SANITIZER_ENV)
     return proc.run(target.run_command(executable), what=f"QEMU ({target.emulator[2]})", timeout=QEMU_TIMEOUT_S,

@@ -1,0 +1,45 @@
+"""`tfgen profile`: instructions per op on an emulated Cortex-M, for each of the board's kernel sets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from codegen.cli.output import Command, emit, input_options, load_ir, read_inputs
+
+DEFAULT_PROFILE_VECTORS = 3
+
+
+class Profile(Command):
+    name = "profile"
+    help = "instructions per op on QEMU's Cortex-M (-icount: deterministic), for each kernel set, before any hardware"
+
+    def add_arguments(self, p):
+        p.add_argument("model", type=Path, help="full-INT8 .tflite model")
+        p.add_argument("--board", default="mps2_an386",
+                       help="the board whose project and kernels are profiled (default mps2_an386); boards QEMU "
+                            "does not emulate run on the Cortex-M4F mps2_an386")
+        input_options(p, default=DEFAULT_PROFILE_VECTORS)
+        p.add_argument("--kernels", action="append", choices=("reference", "cmsis-nn", "esp-nn"),
+                       help="a kernel set to profile (repeatable; default: reference and the board's library)")
+        p.add_argument("--tflm-dir", type=Path, metavar="DIR", help="TFLM source tree (default: $TFGEN_TFLM_DIR)")
+        p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR", help="CMSIS-NN setup (as for generate)")
+        p.add_argument("--esp-nn-dir", type=Path, metavar="DIR", help="esp-nn sources (as for generate)")
+        p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    def run(self, args):
+        import shlex
+        from codegen.cli.textreport import profile_text
+        from codegen.model.inspection import require_tflm_int8
+        from codegen.project import boards
+        from codegen.run import profile
+        model, ir = load_ir(args.model)
+        require_tflm_int8(ir)
+        board = boards.get_board(args.board, args.boards_dir)
+        inputs = read_inputs(args, ir)
+        kernel_sets = args.kernels or list(dict.fromkeys(("reference", board.kernels)))
+        command = shlex.join(["tfgen", "profile", args.model.name, "--board", board.name])
+        reports = [profile.profile(ir, model, board, inputs, args.tflm_dir, command, kernels=k,
+                                   cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir).to_dict()
+                   for k in kernel_sets]
+        emit({"model": str(args.model), "board": board.name, "profiles": reports}, args.json, profile_text)
+        return 0
