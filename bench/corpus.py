@@ -185,7 +185,8 @@ def main(argv=None) -> int:
               "test image (with its embedded vectors). Random vectors (seed 0): 100, fewer for the largest "
               "models (`vectors` in --json). \"needs --arena-from N\": CMSIS-NN's scratch buffers need more "
               "arena than the oracle measured with the reference kernels; verified with N, measured on the "
-              "target.")
+              "target. The esp32 columns are the kernels an ESP32 runs (esp-tflite-micro's ESP-NN wrappers over "
+              "esp-nn's generic C), on the host under AddressSanitizer and UBSan and on QEMU's Cortex-M4F.")
     args.markdown.write_text(markdown(rows, header), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
