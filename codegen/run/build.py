@@ -60,7 +60,7 @@ def _pio_build(project: Path, board: Board) -> Firmware:
     if result.returncode != 0:
         if "Installing" in output and _PIO_OFFLINE.search(output):
             raise TfgenError(
-                f"PlatformIO could not install the {board.platformio.platform} platform or its toolchain "
+                f"PlatformIO could not install the {_platform(board.platformio.platform)} or its toolchain "
                 f"for {board.name} (no access to PlatformIO's registry); the project is generated in {project}",
                 f"build it where `pio run` can download {board.platformio.platform}, or install the "
                 "platform offline with `pio pkg install -g -p <folder>`")
@@ -71,6 +71,12 @@ def _pio_build(project: Path, board: Board) -> Firmware:
     if not elf.is_file():
         raise TfgenError(f"pio run succeeded but left no {elf}", "build it by hand to see where it went")
     return Firmware(elf, elfsize.image_size(elf), "platformio", time.monotonic() - start)
+
+
+def _platform(spec: str) -> str:
+    """"espressif32@6.13.0" -> "espressif32 platform (pinned 6.13.0)"."""
+    name, _, version = spec.partition("@")
+    return f"{name} platform" + (f" (pinned {version})" if version else "")
 
 
 def _pio() -> str:
