@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import needs
+from codegen.project import boards, targets
 from codegen.run import replay, verify
 from codegen.model import vectors
 from conftest import model, run_tfgen
@@ -187,7 +188,7 @@ def test_the_qemu_environment_builds_with_platformio_and_replays_the_vectors_in_
     vs = vectors.read(tfgv)
     # In QEMU as `tfgen verify` runs firmware: the ELF, and firmware.bin, which `-t upload` gives QEMU.
     for image in (build / "firmware.elf", build / "firmware.bin"):
-        run = verify._run("mps2_an386", image)
+        run = verify.run_firmware(targets.for_board(boards.get_board("mps2_an386")), image)
         log = replay.parse(run.stdout)
         assert (run.returncode, log.result, log.errors) == (0, "pass", ()), run.stdout + run.stderr
         comparison = replay.compare(vs, log)
