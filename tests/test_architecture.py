@@ -341,3 +341,26 @@ def test_no_developer_tools_in_the_package():
              if p not in allowed and (why := _runnable(tree))]
     assert not tools, ("modules with a main() that are neither the CLI nor in ENTRY_POINTS "
                        "(move the tool to tools/):\n" + "\n".join(tools))
+
+
+def test_code_outside_the_package_imports_what_exists():
+    """bench/, tools/, tests/ and examples/ import names of codegen that are there: a module moved
+    or a name renamed in codegen breaks them at once, not when a slow test or a user gets there."""
+    import importlib
+    broken = []
+    for folder in ("bench", "tools", "tests", "examples"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+                        and node.module.split(".")[0] == TOP):
+                    continue
+                module = importlib.import_module(node.module)
+                for alias in node.names:
+                    if hasattr(module, alias.name):
+                        continue
+                    try:
+                        importlib.import_module(f"{node.module}.{alias.name}")
+                    except ModuleNotFoundError:
+                        broken.append(f"{path.relative_to(REPO)}:{node.lineno}: from {node.module} import {alias.name}")
+    assert not broken, "imports of names codegen does not have:\n  " + "\n  ".join(broken)
