@@ -108,7 +108,8 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
                                                     "max_lsb_difference", "arena_used_bytes", "arena_size",
                                                     "instructions_per_inference", "flash_bytes", "kernels",
                                                     "optimized_ops", "firmware_errors", "notes",
-                                                    "arena_needed_on_target", "ran_on", "sanitized")}
+                                                    "arena_needed_on_target", "ran_on", "sanitized",
+                                                    "sanitizer_findings")}
             row["verify"][key]["seconds"] = round(time.monotonic() - start, 1)
         else:
             row["verify"][key] = {"ok": False, "does_not_fit": r.returncode == 1 and "does not fit" in r.stderr,
@@ -127,6 +128,8 @@ def _cell(v: dict) -> str:
         parts.append(f"{v['instructions_per_inference']:,} instr/inf")
     if v["flash_bytes"]:
         parts.append(f"flash {v['flash_bytes']:,}")
+    for f in v.get("sanitizer_findings") or ():
+        parts.append("UBSan: " + f.removeprefix("runtime error: ").replace("|", "\\|")[:140])
     return ", ".join(p for p in parts if p)
 
 

@@ -103,3 +103,5 @@ def test_every_model_runs_end_to_end(name, tmp_path):
         if not esp.get("does_not_fit"):
             assert esp["kernels"].startswith("esp-nn") and esp["ran_on"] == ("host" if on == "host" else "mps2_an386")
             assert esp["sanitized"] == (on == "host"), esp
+            # a memory error or other undefined behaviour stops the run; a signed overflow is reported
+            assert all("signed integer overflow" in f for f in esp["sanitizer_findings"]), esp

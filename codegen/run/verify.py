@@ -52,6 +52,7 @@ class VerifyResult:
     arena_needed: int | None = None     # measured on the target where the generated arena was too small
     ran_on: str = ""                    # the target's board: the board itself, host, or the QEMU stand-in
     sanitized: bool = False
+    sanitizer_findings: tuple[str, ...] = ()   # what ASan/UBSan reported (the run stops on all but overflow)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,7 @@ class VerifyResult:
             "arena_used_bytes": _int(self.log.summary.get("arena_used")),
             "arena_size": self.arena_size, "host_arena_64bit": self.host_arena,
             "ran_on": self.ran_on or self.board, "sanitized": self.sanitized,
+            "sanitizer_findings": list(self.sanitizer_findings),
             "target_bits": 64 if (self.ran_on or self.board) == "host" else 32,
             "instructions_per_inference": self.instructions_per_inference,
             "kernels": self.kernels, "optimized_ops": list(self.optimized_ops), "flash_bytes": self.flash_bytes,
@@ -255,16 +257,20 @@ def build_and_run(prep: Prepared) -> VerifyResult:
     if comparison.mismatched_bytes:
         notes.append(f"the firmware's TFLM is {prep.tflm}, the oracle is tflite_micro {oracle_version}; "
                      "a difference can come from their versions (see README: Pinned dependencies)")
-    found = sanitizers.sanitizer_report(result.stderr) if prep.sanitize else None
-    if found:
-        notes.append(found)
+    found = sanitizers.findings(result.stderr) if prep.sanitize else []
+    stopped = result.returncode not in (0, 1) or not log.summary
+    if found and stopped:
+        notes.append(f"the sanitizers stopped the firmware: {found[0]}")
+    elif found:
+        notes += [f"UBSan found, and the firmware went on (it wraps, as GCC compiles it): {f}" for f in found]
     elif result.returncode not in (0, 1) or (not log.summary and result.returncode != 0):
         notes.append(f"the firmware {proc.describe_status(result.returncode)}: "
                      + proc.tail(result.stderr or result.stdout, 3).replace("\n", " | "))
     return VerifyResult(prep.board.name, prep.source, comparison, log, built, seconds, prep.arena_size,
                         prep.host_arena, prep.tflm, oracle_version, result.returncode,
                         instructions, tuple(notes), prep.kernels, prep.optimized_ops, flash,
-                        ran_on=target.board.name, sanitized=prep.sanitize)
+                        ran_on=target.board.name, sanitized=prep.sanitize,
+                        sanitizer_findings=tuple(found))
 
 
 def per_op(prep: Prepared, vector: int) -> OpDivergence:
