@@ -167,6 +167,8 @@ def fit_board(ir: ModelIR, arena_bytes: int, board: Board, sizes: dict,
     """``kernels``: generate's --kernels (None: the board's; cmsis-nn on a board that cannot use it is
     an error, as there)."""
     kernels = cmsis_nn.kernels_for(board.kernels, kernels)
+    if board.kernels == "esp-nn":
+        kernels = "esp-nn"          # the chip runs the component's ESP-NN whatever --kernels says
     figures, how = _core_figures(board.core, kernels, sizes)
     op_names = [op.name for op in ir.ops]
     arena = arena_with_margin(arena_bytes)
