@@ -32,7 +32,7 @@ def _seed_cache(cache: Path, tflm_root: Path) -> None:
         for top in tflm_fetch.DIGEST_ROOTS:
             if (tflm_root / top).exists():
                 tar.add(tflm_root / top, arcname=f"esp-tflite-micro-1.3.8/{top}")
-    r = subprocess.run([sys.executable, "-c", "from codegen import tflm_tree; print(tflm_tree.resolve().root)"],
+    r = subprocess.run([sys.executable, "-c", "from codegen.toolchain import tflm_tree; print(tflm_tree.resolve().root)"],
                        capture_output=True, text=True, timeout=300, cwd=REPO,
                        env=_tfgen_env(cache, TFGEN_TFLM_URL=archive.as_uri()))
     assert r.returncode == 0, r.stderr
@@ -98,7 +98,7 @@ def test_a_modified_cached_tflm_tree_is_not_served(tflm_root, tmp_path):
     original = header.read_text()
     assert "+=" in original
     header.write_text(original.replace("+=", "-=", 1))
-    code = "from codegen import tflm_tree; print(tflm_tree.resolve().root)"
+    code = "from codegen.toolchain import tflm_tree; print(tflm_tree.resolve().root)"
     offline = _tfgen_env(cache, TFGEN_TFLM_URL=(tmp_path / "absent.tar.gz").as_uri())
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO, env=offline)
     assert r.returncode != 0 and "does not match its checksum (it was modified)" in r.stderr, r.stderr

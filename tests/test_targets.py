@@ -58,13 +58,18 @@ def test_only_boards_tfgen_can_run_have_a_target():
     known = boards.load_boards()
     have = sorted(name for name, b in known.items() if targets.for_board(b))
     assert have == ["host", "mps2_an386"]
-    # every other Arm board's `qemu` environment runs on the Cortex-M4F stand-in; ESP32s have none
+    # every other board's `qemu` environment (and `verify --on qemu`) runs on the Cortex-M4F stand-in
     for name, b in known.items():
         emulated = targets.emulated(b)
-        if b.arch == "arm":
-            assert emulated.board.name == (name if b.qemu else targets.STAND_IN)
-        else:
+        if b.arch == "host":
             assert emulated is None
+        else:
+            assert emulated.board.name == (name if b.qemu else targets.STAND_IN)
+    # where verify runs a board: its own target, else the host; --on picks
+    esp32 = known["esp32"]
+    assert targets.verify_target(esp32).board.name == "host"
+    assert targets.verify_target(esp32, "qemu").board.name == targets.STAND_IN
+    assert targets.verify_target(known["mps2_an386"], "host").board.name == "host"
 
 
 def test_target_flags_and_emulator_come_from_the_board_file(m7_boards):
@@ -129,11 +134,10 @@ def test_the_firmware_is_built_for_the_board_files_core(tmp_path, m7_boards):
     assert "FPv5/FP-D16" in attributes, attributes
 
 
-def test_verify_refuses_a_board_it_cannot_run_in_one_line():
-    r = run_tfgen("verify", model("hello_world_int8"), "--board", "esp32")
+def test_verify_refuses_what_it_cannot_run_in_one_line():
+    r = run_tfgen("verify", model("hello_world_int8"), "--board", "host", "--on", "qemu")
     assert r.returncode == 2
-    assert r.stderr.count("\n") == 1 and "cannot run esp32's firmware here" in r.stderr
-    assert "host, mps2_an386" in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "--on qemu: host is the host" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_build_reads_what_generate_decided(tmp_path):

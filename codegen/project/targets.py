@@ -105,15 +105,3 @@ def verify_target(board: Board, on: str | None = None) -> BoardTarget:
     if target is None:
         raise TfgenError(f"--on qemu: {board.name} is the host", "pass --on host, or leave --on out")
     return target
-
-
-def require(board: Board, boards: dict[str, Board] | None = None) -> BoardTarget:
-    """The board's target, or one line saying which boards have one."""
-    target = for_board(board)
-    if target is None:
-        known = ", ".join(b.name for b in (boards or {}).values() if for_board(b)) or "host, mps2_an386"
-        raise TfgenError(f"tfgen cannot run {board.name}'s firmware here (no [qemu] table for its "
-                         f"{board.core}); verify runs on {known}",
-                         f"verify on host or an emulated board; `tfgen build --board {board.name}` checks "
-                         "the board's build")
-    return target
