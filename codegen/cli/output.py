@@ -104,3 +104,13 @@ def kernel_options(p, sources: bool = True) -> None:
     p.add_argument("--esp-nn-dir", type=Path, metavar="DIR",
                    help="espressif/esp-nn sources for ESP boards' builds off the chip (default: $TFGEN_ESP_NN_DIR, "
                         "else the cached or downloaded pinned archive)")
+
+
+def checked_model_board_inputs(args):
+    """What verify and profile start from: the model (refused unless TFLM runs it as integer), the
+    board (with --boards-dir) and the oracle's inputs (--vectors/--inputs)."""
+    from codegen.model.inspection import require_tflm_int8
+    from codegen.project import boards
+    model, ir = load_ir(args.model)
+    require_tflm_int8(ir)
+    return model, ir, boards.get_board(args.board, args.boards_dir), read_inputs(args, ir)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codegen.cli.output import Command, emit, input_options, load_ir, read_inputs
+from codegen.cli.output import Command, checked_model_board_inputs, emit, input_options
 
 DEFAULT_PROFILE_VECTORS = 3
 
@@ -29,13 +29,8 @@ class Profile(Command):
     def run(self, args):
         import shlex
         from codegen.cli.textreport import profile_text
-        from codegen.model.inspection import require_tflm_int8
-        from codegen.project import boards
         from codegen.run import profile
-        model, ir = load_ir(args.model)
-        require_tflm_int8(ir)
-        board = boards.get_board(args.board, args.boards_dir)
-        inputs = read_inputs(args, ir)
+        model, ir, board, inputs = checked_model_board_inputs(args)
         kernel_sets = args.kernels or list(dict.fromkeys(("reference", board.kernels)))
         command = shlex.join(["tfgen", "profile", args.model.name, "--board", board.name])
         reports = [profile.profile(ir, model, board, inputs, args.tflm_dir, command, kernels=k,

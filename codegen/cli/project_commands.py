@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from codegen.cli.output import Command, check_output, emit, input_options, kernel_options, load_ir, read_inputs
+from codegen.cli.output import (Command, check_output, checked_model_board_inputs, emit, input_options,
+                               kernel_options, load_ir)
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.project.render import write_atomic
 
@@ -78,14 +79,9 @@ class Verify(Command):
 
     def run(self, args):
         import shlex
-        from codegen.project import boards
         from codegen.run import verify
-        from codegen.model.inspection import require_tflm_int8
         from codegen.cli.textreport import verify_text
-        model, ir = load_ir(args.model)
-        require_tflm_int8(ir)
-        board = boards.get_board(args.board, args.boards_dir)
-        inputs = read_inputs(args, ir)
+        model, ir, board, inputs = checked_model_board_inputs(args)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
         prep, result = verify.verify(ir, model, board, inputs, args.tflm_dir, command,
                                      cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir, kernels=args.kernels,
