@@ -1,6 +1,8 @@
 // tfgen firmware: the entry points. ESP-IDF calls app_main, Arduino setup()/loop(), the host and
 // bare-metal targets main(); all of them run Start() once and then, outside test mode, Step().
 //
+// TFGEN_VALIDATE (the `validate` environment, `tfgen verify --port`): serve the host's vectors over
+// the serial link (tfgen_validate.h), for ever.
 // TFGEN_TEST_MODE (the `sim` and `qemu` environments, and host builds): replay the embedded test
 // vectors and report (tfgen_replay.h); main() returns non-zero if anything failed.
 // Otherwise: an example of feeding sensor data to the model. Replace read_sensor() with your own
@@ -11,6 +13,7 @@
 #include "tfgen_platform.h"
 #include "tfgen_replay.h"
 #include "tfgen_runtime.h"
+#include "tfgen_validate.h"
 
 #if defined(ARDUINO)
 #include <Arduino.h>
@@ -23,7 +26,14 @@ namespace {
 
 tfgen::Runner g_runner;
 
-#if defined(TFGEN_TEST_MODE)
+#if defined(TFGEN_VALIDATE)
+
+int Start() {
+  tfgen::platform::Init();
+  tfgen::ServeValidation(g_runner);
+}
+
+#elif defined(TFGEN_TEST_MODE)
 
 int Start() {
   tfgen::platform::Init();
@@ -130,7 +140,7 @@ int Step() {
   return 0;
 }
 
-#endif  // TFGEN_TEST_MODE
+#endif  // TFGEN_VALIDATE, TFGEN_TEST_MODE
 
 }  // namespace
 
@@ -143,7 +153,7 @@ int g_status = 0;
 void setup() { g_status = Start(); }
 
 void loop() {
-#if !defined(TFGEN_TEST_MODE)
+#if !defined(TFGEN_TEST_MODE) && !defined(TFGEN_VALIDATE)
   if (g_status == 0) {
     g_status = Step();
   }
@@ -155,7 +165,7 @@ void loop() {
 
 extern "C" void app_main() {
   int status = Start();
-#if !defined(TFGEN_TEST_MODE)
+#if !defined(TFGEN_TEST_MODE) && !defined(TFGEN_VALIDATE)
   while (status == 0) {
     status = Step();
     vTaskDelay(pdMS_TO_TICKS(1000));
@@ -168,7 +178,7 @@ extern "C" void app_main() {
 
 int main() {
   int status = Start();
-#if !defined(TFGEN_TEST_MODE)
+#if !defined(TFGEN_TEST_MODE) && !defined(TFGEN_VALIDATE)
   constexpr int kExampleFrames = 3;
   for (int frame = 0; status == 0 && frame < kExampleFrames; ++frame) {
     status = Step();

@@ -36,8 +36,21 @@ std::uint32_t MicrosNow();
 std::uint32_t TicksNow();
 std::uint32_t TicksPerSecond();
 
-// Name of the platform branch compiled in ("esp-idf", "arduino", "host").
+// What TicksNow counts: "cycles" (the core's cycle counter: DWT CYCCNT on Cortex-M3/M4/M7/M33,
+// the CPU's on ESP chips), "systick-icount" (QEMU: instructions, see above), "ns" or "us".
+const char* TickSource();
+
+// Name of the platform branch compiled in ("esp-idf", "arduino", "qemu", "host").
 const char* Name();
+
+// The serial link of validation builds (-DTFGEN_VALIDATE, firmware/tfgen_validate.h): the console
+// UART on ESP-IDF, Serial on Arduino, UART0 on QEMU's mps2 machines (its -serial), stdin/stdout on
+// the host. SerialBegin once; SerialRead waits up to ``timeout_ms`` for a first byte (forever for
+// kForever) and returns how many it read (0: none came); SerialWrite returns once the bytes are out.
+constexpr std::uint32_t kForever = 0xFFFFFFFFu;
+void SerialBegin();
+int SerialRead(std::uint8_t* data, int max, std::uint32_t timeout_ms);
+void SerialWrite(const std::uint8_t* data, int count);
 
 }  // namespace platform
 }  // namespace tfgen

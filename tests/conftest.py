@@ -19,6 +19,7 @@ MODELS = {
     "kws_ref_model": SHARED_MODELS / "mlperf_tiny" / "kws_ref_model.tflite",
     "hello_world_int8": SHARED_MODELS / "tflm_examples" / "hello_world_int8.tflite",
     "hello_world_float": SHARED_MODELS / "tflm_examples" / "hello_world_float.tflite",
+    "person_detect": SHARED_MODELS / "tflm_examples" / "person_detect.tflite",
     "ad01_h5": SHARED_MODELS / "mlperf_tiny" / "ad01.h5",
     "keyword_scrambled": SHARED_MODELS / "tflm_examples" / "keyword_scrambled.tflite",
     "micro_speech_lstm": SHARED_MODELS / "tflm_examples" / "micro_speech_lstm.tflite",

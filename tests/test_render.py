@@ -251,7 +251,7 @@ def test_esp32_with_a_tree_but_no_esp_nn_builds_the_reference_kernels():
     assert (p.kernels, p.library_version, p.defines, p.library_files) == ("reference", "", (), ())
     assert {f"{KERNELS}/conv.cc", f"{KERNELS}/softmax.cc"} <= set(files)
     assert not [f for f in files if "esp_nn" in f or "tfgen_esp_shim" in f]
-    assert "espnn" not in p.template_groups and p.environment_names == ["esp32", "sim", "qemu"]
+    assert "espnn" not in p.template_groups and p.environment_names == ["esp32", "validate", "sim", "qemu"]
 
 
 @pytest.mark.parametrize("board_name,chip_define", [
@@ -263,7 +263,7 @@ def test_the_esp_nn_flags_are_in_sim_and_qemu_only(board_name, chip_define):
     p, _ = h.make_plan(h.board(board_name), tree=needs.tflm(), espnn=needs.esp_nn())
     wanted = (*ESPNN_DEFINES, *chip_define)
     by_name = {e.name: e for e in p.environments}
-    assert list(by_name) == [board_name, "sim", "qemu"]
+    assert list(by_name) == [board_name, "validate", "sim", "qemu"]
     for env in ("sim", "qemu"):
         flags = by_name[env].build_flags
         defines = tuple(f for f in flags if f.startswith(("-DESP_NN", "-DCONFIG_")))
@@ -271,6 +271,8 @@ def test_the_esp_nn_flags_are_in_sim_and_qemu_only(board_name, chip_define):
         assert tuple(f for f in flags if f.startswith("-I ")) == tuple(f"-I {d}" for d in p.include_dirs)
         assert not [f for f in flags if f.startswith("-DCMSIS_NN")]
     assert by_name[board_name].build_flags == ()      # the ESP-IDF build sets its own
+    assert by_name["validate"].build_flags == ("-DTFGEN_VALIDATE", "-DTFGEN_PROFILE")   # and no ESP-NN define
+    assert dict(by_name["validate"].options) == {"extends": f"env:{board_name}"}
     assert dict(by_name["qemu"].options)["platform"] == "ststm32@19.6.0"
 
 
@@ -421,9 +423,9 @@ def test_generate_is_the_plan_rendered_plus_tfgen_json(monkeypatch, tmp_path):
     assert p.tflm_files == () and p.template_groups == ("common", "espidf")
     assert made.files == {**render.render_project(p, model, None), generate.PROJECT_FILE: generate.project_file(p)}
     data = json.loads(made.files[generate.PROJECT_FILE])
-    assert data["environments"] == [{"name": "esp32", "role": "board"}]
+    assert data["environments"] == [{"name": "esp32", "role": "board"}, {"name": "validate", "role": "validate"}]
     assert data["arena"]["size"] == p.arena_size == h.ARENA_SIZE and data["board"] == "esp32"
-    assert made.report["environments"] == ["esp32"] and made.report["files"] == len(made.files)
+    assert made.report["environments"] == ["esp32", "validate"] and made.report["files"] == len(made.files)
 
 
 def test_generate_for_esp32_builds_esp_nn_where_it_is_given(monkeypatch):
@@ -435,7 +437,7 @@ def test_generate_for_esp32_builds_esp_nn_where_it_is_given(monkeypatch):
     data = json.loads(made.files[generate.PROJECT_FILE])
     assert (data["kernels"], data["kernel_library"], data["optimized_ops"]) == ("esp-nn", "esp-nn 1.2.3",
                                                                               ["FULLY_CONNECTED"])
-    assert [e["name"] for e in data["environments"]] == ["esp32", "sim", "qemu"]
+    assert [e["name"] for e in data["environments"]] == ["esp32", "validate", "sim", "qemu"]
     assert f"{KERNELS}/esp_nn/fully_connected.cc" in made.files and made.report["kernels"] == "esp-nn (esp-nn 1.2.3)"
     assert not [n for n in made.notes if "esp-nn" in n]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from codegen.cli.onboard_command import add_port_options, check_port_options, run_on_board
 from codegen.cli.output import (Command, check_output, checked_model_board_inputs, emit, input_options,
                                kernel_options, load_ir)
 from codegen.errors import DoesNotFit, TfgenError
@@ -76,11 +77,15 @@ class Verify(Command):
                        help="also compare every op's outputs (on the first mismatching vector, else vector 0) "
                             "and name the first op that diverges")
         p.add_argument("--json", action="store_true", help="print the report as JSON")
+        add_port_options(p)
 
     def run(self, args):
         import shlex
         from codegen.run import verify
         from codegen.cli.textreport import verify_text
+        check_port_options(args)
+        if args.port:
+            return run_on_board(args)
         model, ir, board, inputs = checked_model_board_inputs(args)
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
         prep, result = verify.verify(ir, model, board, inputs, args.tflm_dir, command,

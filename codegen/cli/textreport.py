@@ -240,3 +240,4 @@ def profile_text(r: dict) -> str:
         out += [f"note: {n}" for n in p["notes"]] + [""]
     out.append("Instructions, not time: QEMU does not model a chip's pipeline, caches or memory wait states.")
     return "\n".join(out)
+

@@ -23,7 +23,7 @@ ESP_COMPONENT = "espressif/esp-tflite-micro"
 @dataclass(frozen=True)
 class Environment:
     name: str                            # [env:NAME]
-    role: str                            # "board", "sim" or "qemu"
+    role: str                            # "board", "validate", "sim" or "qemu"
     purpose: str                         # "builds for the board", for the list of environments
     comment: tuple[str, ...]             # comment lines under [env:NAME]
     options: tuple[tuple[str, str], ...]  # `key = value` lines before build_flags
@@ -40,6 +40,7 @@ def environments(kind: str, emulated: BoardTarget | None, with_tflm: bool, defin
     envs = []
     if kind in ("espidf", "arduino"):
         envs.append(_board_env(kind, board, extra))
+        envs.append(_validate_env(envs[-1]))
     if with_tflm:
         envs.append(_sim_env(extra))
         if emulated is not None:
@@ -65,6 +66,21 @@ def _board_env(kind: str, board: Board, extra: tuple[str, ...]) -> Environment:
                        (*common, ("framework", pio.framework), ("monitor_speed", str(MONITOR_SPEED)),
                         ("build_src_filter", "+<*> -<qemu/>"), UNFLAGS),
                        (STD, builder.STATIC_MEMORY, *extra))
+
+
+VALIDATE_FLAGS = ("-DTFGEN_VALIDATE", "-DTFGEN_PROFILE")
+
+
+def _validate_env(board_env: Environment) -> Environment:
+    """The board's image in validation mode (firmware/tfgen_validate.h), for `tfgen verify --port`."""
+    return Environment("validate", "validate", "is the validation firmware `tfgen verify --port` talks to",
+                       ("The board's image in validation mode: it answers `tfgen verify MODEL --board "
+                        f"{board_env.name} --port PORT`",
+                        "over the serial port with every output and the cycles of each inference and op "
+                        "(firmware/tfgen_validate.h).",
+                        "Not for deployment: it waits for the host's vectors instead of reading a sensor."),
+                       (("extends", f"env:{board_env.name}"),),
+                       (*board_env.build_flags, *VALIDATE_FLAGS))
 
 
 def _sim_env(extra: tuple[str, ...]) -> Environment:

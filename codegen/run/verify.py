@@ -176,7 +176,7 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     project = gen.plan
     private = out is None
     out = out or work_dir(ir, board.name) / "project"
-    _refresh(gen.files, out)
+    refresh(gen.files, out)
     kernels_used = f"{project.kernels} ({project.library_version})" if project.library_version else project.kernels
     return Prepared(out, board, ir.source, ref.vectors, ref.arena.min_bytes, project.arena_size,
                     tree.version, ir, model, kernels_used, project.optimized_ops, gen.notes, private, target,
@@ -323,7 +323,7 @@ def run_firmware(target: targets.BoardTarget, executable: Path):
                     check=False, hint="the firmware hung or faulted in QEMU")
 
 
-def _refresh(files: dict, project: Path) -> None:
+def refresh(files: dict, project: Path) -> None:
     """Write the project into ``project``, touching only files whose bytes changed, and remove files
     it no longer has (but not its build output)."""
     wanted = set(files)

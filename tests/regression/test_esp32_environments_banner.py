@@ -33,9 +33,10 @@ def test_there_are_esp_idf_boards_to_check():
 @pytest.mark.parametrize("board_name", ESP_IDF_BOARDS)
 def test_the_banner_of_an_esp32_project_without_a_tree_ends_cleanly(board_name):
     p, files = h.render_files(h.board(board_name), tree=None)
-    assert p.environment_names == [board_name]
+    assert p.environment_names == [board_name, "validate"]
     ini = files["platformio.ini"]
-    assert _environments_lines(ini) == [f"; Environments: `{board_name}` builds for the board."]
+    assert _environments_lines(ini) == [f"; Environments: `{board_name}` builds for the board, `validate` is the "
+                                        "validation firmware `tfgen verify --port` talks to."]
     assert not [line for line in ini.splitlines() if line.rstrip().endswith((", .", ",.", ","))]
 
 
@@ -47,4 +48,6 @@ def test_tfgen_generate_on_a_machine_without_a_tree(monkeypatch, tmp_path):
     made = generate.generate(ir, h.model_bytes(ir.source), h.board("esp32"),
                              generate.Options(arena_measured=h.ARENA_MEASURED))
     assert made.plan.tflm_files == ()
-    assert _environments_lines(made.files["platformio.ini"]) == ["; Environments: `esp32` builds for the board."]
+    assert _environments_lines(made.files["platformio.ini"]) == [
+        "; Environments: `esp32` builds for the board, `validate` is the validation firmware `tfgen verify --port` "
+        "talks to."]
