@@ -68,7 +68,7 @@ def test_every_board_and_model_gives_a_project_platformio_accepts(projects, name
     envs = {s.removeprefix("env:") for s in sections if s.startswith("env:")}
     expected = set()
     if spec.platformio.framework:
-        expected.add(board)
+        expected |= {board, "validate"}         # and its validation image, for `verify --port`
     if (out / "lib" / "tflm").is_dir():
         expected.add("sim")
         if spec.arch != "host":             # the board itself where QEMU emulates it, else the Cortex-M4F
@@ -77,6 +77,10 @@ def test_every_board_and_model_gives_a_project_platformio_accepts(projects, name
     if spec.platformio.framework:
         env = dict(sections[f"env:{board}"])
         assert env["platform"] == spec.platformio.platform and env["board"] == spec.platformio.board
+        validate = dict(sections["env:validate"])
+        assert validate["extends"] == [f"env:{board}"] or validate["extends"] == f"env:{board}"
+        assert {"-DTFGEN_VALIDATE", "-DTFGEN_PROFILE"} <= set(validate["build_flags"])
+        assert set(env.get("build_flags", [])) <= set(validate["build_flags"])
 
 
 @pytest.mark.parametrize("board", ESP_BOARDS)

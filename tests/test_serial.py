@@ -257,3 +257,34 @@ def test_a_board_that_resets_mid_run(qemu_board):
     # and it serves again, from its start
     again = _verify_port(model("hello_world_int8"), qemu_board.port, "--no-upload", "--vectors", 2)
     assert again.returncode == 0, again.stderr
+
+
+def test_the_host_build_serves_the_protocol_on_its_stdin_and_stdout():
+    """The validation image built for the host: its serial link is stdin/stdout, here a TCP connection."""
+    from codegen.toolchain import builder
+    path = model("hello_world_int8")
+    data = load_model_bytes(path)
+    ir = parse_model(data, path.name)
+    host = boards.get_board("host")
+    inputs = reference.random_inputs(ir, 4, 1)
+    prep = verify.prepare(ir, data, host, inputs, None, "test")
+    try:
+        out = prep.project / "build" / "host-validate" / "program"
+        exe = builder.build(prep.project, out, target=prep.build_target, extra_flags=onboard.FLAGS).executable
+        server = socket.create_server(("127.0.0.1", 0))
+        children = []
+
+        def serve():
+            conn, _ = server.accept()
+            children.append(subprocess.Popen([str(exe)], stdin=conn, stdout=conn, stderr=subprocess.DEVNULL))
+            conn.close()
+        threading.Thread(target=serve, daemon=True).start()
+        port = f"socket://127.0.0.1:{server.getsockname()[1]}"
+        result = onboard.verify_on_board(ir, data, host, inputs, port, tflm_dir=None, command="test", upload=False)
+        report = result.to_dict()
+        assert report["ok"] and report["vectors"] == 4 and report["platform"] == "host"
+        assert report["unit"] == "ns" and report["latency"]["mean_ms"] is not None and len(report["ops"]) == 3
+    finally:
+        for c in children:
+            onboard.stop(c)
+        verify.cleanup(prep)

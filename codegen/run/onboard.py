@@ -63,7 +63,8 @@ class BoardResult:
 
     @property
     def unit(self) -> str:
-        return {"cycles": "cycles", "systick-icount": "instructions"}.get(self.ready.tick_source, "ticks")
+        return {"cycles": "cycles", "systick-icount": "instructions", "ns": "ns", "us": "us"}.get(
+            self.ready.tick_source, "ticks")
 
     def count(self, ticks: float) -> int:
         """Ticks as the unit's count (QEMU's SysTick ticks are 1e9/Hz instructions under -icount shift=0)."""
