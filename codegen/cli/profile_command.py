@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from codegen.cli.output import Command, checked_model_board_inputs, emit, input_options
+from codegen.cli.textreport import table
 
 DEFAULT_PROFILE_VECTORS = 3
 
@@ -28,7 +29,6 @@ class Profile(Command):
 
     def run(self, args):
         import shlex
-        from codegen.cli.textreport import profile_text
         from codegen.run import profile
         model, ir, board, inputs = checked_model_board_inputs(args)
         kernel_sets = args.kernels or list(dict.fromkeys(("reference", board.kernels)))
@@ -38,3 +38,24 @@ class Profile(Command):
                    for k in kernel_sets]
         emit({"model": str(args.model), "board": board.name, "profiles": reports}, args.json, profile_text)
         return 0
+
+
+def profile_text(r: dict) -> str:
+    """Each kernel set's ops, the costliest first, in instructions (never called time)."""
+    out = []
+    for p in r["profiles"]:
+        total = p["instructions_per_inference"]
+        share = 100 * p["ops_total"] / total if total else 0.0
+        out.append(f"profile    {p['model']} for {p['board']} on {p['ran_on']}, kernels {p['kernels']}: "
+                   f"{total:,} instructions per inference (QEMU -icount, mean of {p['vectors']} vectors); "
+                   f"the ops account for {p['ops_total']:,} ({share:.1f} %)")
+        ops = {o["index"]: o for o in p["ops"]}
+        rows = [[rank, i, ops[i]["op"], ops[i]["instructions"],
+                 f"{100 * ops[i]['instructions'] / total:.1f}%" if total else "-",
+                 "yes" if ops[i]["op"] in p["optimized_ops"] else ""]
+                for rank, i in enumerate(p["by_cost"], 1)]
+        out.append(table(["rank", "op", "name", "instructions", "share", "library kernel"], rows, right={0, 1, 3, 4}))
+        out += [f"note: {n}" for n in p["notes"]] + [""]
+    out.append("Instructions, not time: QEMU does not model a chip's pipeline, caches or memory wait states.")
+    return "\n".join(out)
+

@@ -34,6 +34,13 @@ def shape(dims) -> str:
     return "x".join(str(d) for d in dims) or "scalar"
 
 
+def activation_line(mp: dict) -> str:
+    """The static activation plan against its lower bound (codegen/model/memplan.py)."""
+    at = f", at op {mp['peak_op']} {mp['peak_op_name']}" if mp["peak_op"] >= 0 else ""
+    return (f"activations {mp['size']:,} bytes in a static plan; lower bound {mp['lower_bound']:,} (the peak of "
+            f"simultaneously live tensors{at}); kernels' scratch not included")
+
+
 def inspect_text(s: dict) -> str:
     out = [f"model      {s['model']}  ({s['size_bytes']:,} bytes, sha256 {s['sha256'][:16]}...)",
            f"quantized  {s['quantization']}    subgraphs {s['subgraphs']}    tensors {s['tensor_count']}"
@@ -45,6 +52,9 @@ def inspect_text(s: dict) -> str:
     io_rows = [[kind, t["name"], t["dtype"], shape(t["shape"]), t["scale"], t["zero_point"]]
                for kind, key in (("input", "inputs"), ("output", "outputs")) for t in s[key]]
     out.append(table(["", "tensor", "dtype", "shape", "scale", "zero point"], io_rows))
+    mp = s.get("memory_plan")
+    if mp:
+        out += ["", activation_line(mp)]
     arena = s.get("arena")
     if arena:
         out += ["", f"arena      {arena['min_bytes']:,} bytes: smallest with which tflite_micro allocates "
@@ -133,6 +143,7 @@ def generate_text(r: dict) -> str:
         f"ops        {', '.join(r['ops'])} (the resolver registers exactly these)",
         f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM "
         f"(measured {r['arena_measured']:,}: {r['arena_basis']}, plus margin)",
+        *([activation_line(r["activation_plan"])] if r.get("activation_plan") else []),
         f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
         *([f"kernels    {r['kernels']}: optimized {', '.join(r['optimized_ops'])}"]
           if r.get("optimized_ops") else []),
@@ -220,24 +231,4 @@ def format_fit_table(rows: list) -> str:
                   "headroom", "PSRAM needed / PSRAM", "fits", "notes"], body, right={3, 4, 5, 6, 7, 8})
     return "\n".join([text, "", "K = 1024 bytes. All boards: " + "; ".join(common) + "."]
                      + [f"[{i}] {n}" for i, n in enumerate(notes, 1)])
-
-
-def profile_text(r: dict) -> str:
-    """Each kernel set's ops, the costliest first, in instructions (never called time)."""
-    out = []
-    for p in r["profiles"]:
-        total = p["instructions_per_inference"]
-        share = 100 * p["ops_total"] / total if total else 0.0
-        out.append(f"profile    {p['model']} for {p['board']} on {p['ran_on']}, kernels {p['kernels']}: "
-                   f"{total:,} instructions per inference (QEMU -icount, mean of {p['vectors']} vectors); "
-                   f"the ops account for {p['ops_total']:,} ({share:.1f} %)")
-        ops = {o["index"]: o for o in p["ops"]}
-        rows = [[rank, i, ops[i]["op"], ops[i]["instructions"],
-                 f"{100 * ops[i]['instructions'] / total:.1f}%" if total else "-",
-                 "yes" if ops[i]["op"] in p["optimized_ops"] else ""]
-                for rank, i in enumerate(p["by_cost"], 1)]
-        out.append(table(["rank", "op", "name", "instructions", "share", "library kernel"], rows, right={0, 1, 3, 4}))
-        out += [f"note: {n}" for n in p["notes"]] + [""]
-    out.append("Instructions, not time: QEMU does not model a chip's pipeline, caches or memory wait states.")
-    return "\n".join(out)
 

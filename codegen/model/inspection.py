@@ -12,6 +12,7 @@ from math import prod
 from pathlib import Path
 
 from codegen.errors import TfgenError
+from codegen.model import memplan
 from codegen.model.ir import FLOAT_TYPES, ModelIR, Operator, OpUse, Quantization, Tensor
 from codegen.model.tflm_ops import load_op_set
 
@@ -357,6 +358,7 @@ def summary(ir: ModelIR) -> dict:
         "tensor_count": ir.tensor_count, "weights_bytes": ir.weights_bytes, "macs": ir.macs,
         "all_ops_in_tflm": not ir.unsupported_ops, "tflm_op_set": load_op_set().source,
         "problems": firmware_problems(ir),
+        "memory_plan": memplan.plan(ir).to_dict(),
     }
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from codegen import __version__
 from codegen.errors import TfgenError
+from codegen.model import memplan
 from codegen.model import vectors as vectors_mod
 from codegen.model.inspection import require_tflm_int8
 from codegen.model.ir import ModelIR
@@ -69,7 +70,7 @@ def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options
     files = render.render_project(project, model, blob)
     files[PROJECT_FILE] = project_file(project)
     notes = tuple(n for n in (warning, *notes, *project.kernel_notes) if n)
-    return Generated(project, dict(sorted(files.items())), _report(project, options, len(files), notes), notes)
+    return Generated(project, dict(sorted(files.items())), _report(ir, project, options, len(files), notes), notes)
 
 
 def _libraries(board: Board, tree, o: Options) -> tuple:
@@ -157,8 +158,8 @@ def read_project_file(project: Path) -> dict:
     return data
 
 
-def _report(p: plan.ProjectPlan, o: Options, files: int, notes: tuple[str, ...]) -> dict:
-    return {"board": p.board, "kind": p.kind, "files": files, "ops": list(p.op_names),
+def _report(ir: ModelIR, p: plan.ProjectPlan, o: Options, files: int, notes: tuple[str, ...]) -> dict:
+    return {"activation_plan": memplan.plan(ir).to_dict(), "board": p.board, "kind": p.kind, "files": files, "ops": list(p.op_names),
             "arena_measured": p.arena_measured, "arena_size": p.arena_size, "arena_placement": p.arena_placement,
             "arena_basis": "--arena-from" if o.arena_from is not None else "64-bit host",
             "tflm": p.tflm_version, "vectors": p.vector_count, "environments": p.environment_names,
