@@ -4,8 +4,10 @@
 #include <cstdio>
 #include <cstring>
 
+#if !defined(TFGEN_RUNTIME_AOT)
 #include "tensorflow/lite/micro/memory_helpers.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#endif
 #include "tfgen_platform.h"
 
 namespace tfgen {
@@ -206,6 +208,16 @@ const unsigned char* VectorFile::output_data(std::uint32_t v, int o) const {
 #endif
 // Every op's outputs, in execution order: `opout <vector> <op> <tensor> <hex>`, for `tfgen verify
 // --per-op`, which compares them with the oracle's to name the first op that diverges.
+#if defined(TFGEN_RUNTIME_AOT)
+static void DumpOpOutputs(Runner&, std::uint32_t v) {
+  char prefix[64];
+  for (int k = 0; k < tfgen_model::kNumOpOutputs; ++k) {
+    const tfgen_model::OpOutput& out = tfgen_model::kOpOutputs[k];
+    std::snprintf(prefix, sizeof(prefix), "opout %lu %d %d ", static_cast<unsigned long>(v), out.op, out.tensor);
+    PrintHexLine(prefix, tfgen_model::BufferData(out.buffer), static_cast<std::size_t>(out.bytes));
+  }
+}
+#else
 static void DumpOpOutputs(Runner& runner, std::uint32_t v) {
   tflite::MicroInterpreter* interpreter = runner.interpreter();
   const tflite::Model* model = tflite::GetModel(tfgen_model::ModelData());
@@ -225,6 +237,7 @@ static void DumpOpOutputs(Runner& runner, std::uint32_t v) {
     }
   }
 }
+#endif  // TFGEN_RUNTIME_AOT
 #endif
 
 #if defined(TFGEN_PROFILE)

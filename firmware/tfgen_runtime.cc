@@ -7,8 +7,10 @@
 #include <cstring>
 #include <new>
 
+#if !defined(TFGEN_RUNTIME_AOT)
 #include "tensorflow/compiler/mlir/lite/schema/schema_utils.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#endif
 #include "tfgen_platform.h"
 #include "tfgen_quant.h"
 
@@ -103,6 +105,8 @@ bool CheckTensor(const TfLiteTensor& tensor, const TensorSpec& spec, const char*
   return true;
 }
 
+#if !defined(TFGEN_RUNTIME_AOT)
+
 Runner::~Runner() {
   if (interpreter_ != nullptr) {
     interpreter_->~MicroInterpreter();
@@ -187,6 +191,7 @@ TfLiteStatus Runner::Init() {
     interpreter_ = nullptr;
     return kTfLiteError;
   }
+  ready_ = true;
   return kTfLiteOk;
 }
 
@@ -300,6 +305,95 @@ TfLiteStatus Runner::Reset() {
   return kTfLiteOk;
 }
 
+TfLiteTensor* Runner::RawTensor(bool is_input, int index) {
+  return is_input ? interpreter_->input(static_cast<std::size_t>(index))
+                  : interpreter_->output(static_cast<std::size_t>(index));
+}
+
+std::size_t Runner::arena_used_bytes() const {
+  return interpreter_ != nullptr ? interpreter_->arena_used_bytes() : 0;
+}
+
+#else  // TFGEN_RUNTIME_AOT: the generated code is the model (tfgen_aot.cc)
+
+Runner::~Runner() = default;
+
+namespace {
+void Describe(TfLiteTensor* tensor, int* dims, const tfgen_model::TensorInfo& info, std::uint8_t* data) {
+  dims[0] = info.num_dims;
+  for (int d = 0; d < info.num_dims; ++d) dims[1 + d] = info.dims[d];
+  tensor->dims = reinterpret_cast<TfLiteIntArray*>(dims);
+  tensor->type = info.type;
+  tensor->data.raw = reinterpret_cast<char*>(data);
+  tensor->bytes = static_cast<std::size_t>(info.bytes);
+  tensor->params.scale = info.scale;
+  tensor->params.zero_point = info.zero_point;
+}
+}  // namespace
+
+TfLiteStatus Runner::Init() {
+  if (init_called_) {
+    PrintError("Runner::Init called twice");
+    return kTfLiteError;
+  }
+  init_called_ = true;
+  if (reinterpret_cast<std::uintptr_t>(tfgen_model::ArenaBuffer()) % kArenaAlignment != 0) {
+    PrintError("the activation buffer is not %lu-byte aligned", static_cast<unsigned long>(kArenaAlignment));
+    return kTfLiteError;
+  }
+  for (int i = 0; i < tfgen_model::kNumInputs; ++i) {
+    Describe(&inputs_[i], input_dims_[i], tfgen_model::kInputs[i], tfgen_model::InputData(i));
+  }
+  for (int o = 0; o < tfgen_model::kNumOutputs; ++o) {
+    Describe(&outputs_[o], output_dims_[o], tfgen_model::kOutputs[o], tfgen_model::OutputData(o));
+  }
+  ready_ = true;
+  return kTfLiteOk;
+}
+
+TfLiteStatus Runner::Invoke() {
+  if (!ready_) {
+    PrintError("Invoke before a successful Init");
+    return kTfLiteError;
+  }
+#if defined(TFGEN_PROFILE)
+  profiler_.Clear();
+  const std::uint32_t start_ticks = platform::TicksNow();
+  tflite::MicroProfilerInterface* profiler = &profiler_;
+#else
+  tflite::MicroProfilerInterface* profiler = nullptr;
+#endif
+  const std::uint32_t start = platform::MicrosNow();
+  const TfLiteStatus status = tfgen_model::Invoke(profiler);
+  const std::uint32_t elapsed = platform::MicrosNow() - start;
+#if defined(TFGEN_PROFILE)
+  last_invoke_ticks_ = platform::TicksNow() - start_ticks;
+#endif
+  if (status != kTfLiteOk) {
+    PrintError("Invoke failed");
+    return status;
+  }
+  last_invoke_us_ = elapsed;
+  return kTfLiteOk;
+}
+
+// The covered ops keep no state between invocations: nothing to reset.
+TfLiteStatus Runner::Reset() {
+  if (!ready_) {
+    PrintError("Reset before a successful Init");
+    return kTfLiteError;
+  }
+  return kTfLiteOk;
+}
+
+TfLiteTensor* Runner::RawTensor(bool is_input, int index) {
+  return is_input ? &inputs_[index] : &outputs_[index];
+}
+
+std::size_t Runner::arena_used_bytes() const { return ready_ ? tfgen_model::kArenaSize : 0; }
+
+#endif  // TFGEN_RUNTIME_AOT
+
 TfLiteTensor* Runner::input(int index) {
   return Tensor(true, index, nullptr);
 }
@@ -312,7 +406,7 @@ TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type, std::si
                              std::size_t span) {
   const char* kind = is_input ? "input" : "output";
   const int count = is_input ? tfgen_model::kNumInputs : tfgen_model::kNumOutputs;
-  if (interpreter_ == nullptr) {
+  if (!ready_) {
     PrintError("%s %d requested before a successful Init", kind, index);
     return nullptr;
   }
@@ -320,8 +414,7 @@ TfLiteTensor* Runner::Tensor(bool is_input, int index, TfLiteType* type, std::si
     PrintError("no %s %d: the model has %d", kind, index, count);
     return nullptr;
   }
-  TfLiteTensor* tensor = is_input ? interpreter_->input(static_cast<std::size_t>(index))
-                                  : interpreter_->output(static_cast<std::size_t>(index));
+  TfLiteTensor* tensor = RawTensor(is_input, index);
   if (tensor != nullptr && type != nullptr) {
     *type = tensor->type;
     const std::size_t size = ElementSize(tensor->type);
@@ -386,10 +479,6 @@ TfLiteStatus Runner::GetOutputFloats(int index, float* values, std::size_t count
                  TfLiteTypeGetName(type));
       return kTfLiteError;
   }
-}
-
-std::size_t Runner::arena_used_bytes() const {
-  return interpreter_ != nullptr ? interpreter_->arena_used_bytes() : 0;
 }
 
 #if defined(TFGEN_PROFILE)

@@ -10,8 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tfgen_model.h"  // first: it says which runtime the project has (TFGEN_RUNTIME_AOT)
+#if !defined(TFGEN_RUNTIME_AOT)
 #include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tfgen_model.h"
+#endif
 #if defined(TFGEN_PROFILE)
 #include "tensorflow/lite/micro/micro_profiler_interface.h"
 #endif
@@ -81,7 +83,7 @@ class Runner {
   // allocates the tensors and checks inputs and outputs against tfgen_model::kInputs/kOutputs.
   // kTfLiteOk only if all of that worked; call once.
   TfLiteStatus Init();
-  bool ready() const { return interpreter_ != nullptr; }
+  bool ready() const { return ready_; }
 
   // Runs the model once and records how long it took.
   TfLiteStatus Invoke();
@@ -114,20 +116,35 @@ class Runner {
   std::uint32_t last_invoke_ticks() const { return last_invoke_ticks_; }
 #endif
 
+#if !defined(TFGEN_RUNTIME_AOT)
   tflite::MicroInterpreter* interpreter() { return interpreter_; }
+#endif
 
  private:
+#if !defined(TFGEN_RUNTIME_AOT)
   TfLiteStatus CheckOpsRegistered(const tflite::Model* model);
   TfLiteStatus CheckModelTensors();
+#endif
+  TfLiteTensor* RawTensor(bool is_input, int index);
   // With ``type``: also reports the tensor's type and checks that [first, first + span) lies within it.
   TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t first = 0,
                        std::size_t span = 0);
 
+#if defined(TFGEN_RUNTIME_AOT)
+  // The generated code's inputs and outputs, described for SetInputFloats and the harness.
+  TfLiteTensor inputs_[tfgen_model::kNumInputs] = {};
+  TfLiteTensor outputs_[tfgen_model::kNumOutputs] = {};
+  // Their shapes as TfLiteIntArray: the count, then up to 6 dimensions.
+  int input_dims_[tfgen_model::kNumInputs][7] = {};
+  int output_dims_[tfgen_model::kNumOutputs][7] = {};
+#else
   tfgen_model::OpResolver resolver_;
   // The interpreter is built in place once Init has checked what its constructor relies on
   // (an arena, a model of the right schema); no heap is used.
   alignas(tflite::MicroInterpreter) unsigned char storage_[sizeof(tflite::MicroInterpreter)];
   tflite::MicroInterpreter* interpreter_ = nullptr;
+#endif
+  bool ready_ = false;
   bool init_called_ = false;
   std::uint32_t last_invoke_us_ = 0;
 #if defined(TFGEN_PROFILE)

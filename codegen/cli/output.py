@@ -98,6 +98,10 @@ def kernel_options(p, sources: bool = True) -> None:
                            "; the code sizes of each are in tfgen's table, no sources are needed)"))
     if not sources:
         return
+    p.add_argument("--runtime", choices=("tflm", "aot"), default="tflm",
+                   help="tflm: TFLM's interpreter runs the model (default, every op); aot: the model as generated "
+                        "code calling the kernels directly, no interpreter (smaller; covers the common ops, see "
+                        "README)")
     p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR",
                    help="CMSIS-NN setup: DIR/CMSIS-NN/ and DIR/tflite-micro/ (default: $TFGEN_CMSIS_NN_DIR, else "
                         "the cached or downloaded pinned archives)")

@@ -51,7 +51,7 @@ def generation_options(args, out: Path, **more):
     from codegen.project.generate import Options
     return Options(output_name=out.name, tflm_dir=args.tflm_dir, cmsis_nn_dir=args.cmsis_nn_dir,
                    esp_nn_dir=args.esp_nn_dir,
-                   kernels=args.kernels, boards_dir=args.boards_dir, **more)
+                   kernels=args.kernels, boards_dir=args.boards_dir, runtime=args.runtime, **more)
 
 
 class Verify(Command):
@@ -90,7 +90,7 @@ class Verify(Command):
         command = shlex.join(["tfgen", "verify", args.model.name, "--board", board.name])
         prep, result = verify.verify(ir, model, board, inputs, args.tflm_dir, command,
                                      cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir, kernels=args.kernels,
-                                     on=args.on, sanitize=args.sanitize)
+                                     on=args.on, sanitize=args.sanitize, runtime=args.runtime)
         try:
             report = result.to_dict()
             if args.per_op:

@@ -8,6 +8,7 @@ which `build`, `verify` and the benchmarks read instead of working it out again 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class Options:
     arena_measured: int | None = None       # the oracle's measurement, when the caller has it
     arena_source: str | None = None         # how arena_from was measured, for the header
     command: str | None = None              # the regenerate line, when not `tfgen generate ...`
+    runtime: str = "tflm"                   # "tflm", or "aot": the model as code (project/aot.py)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Generated:
 
 def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options()) -> Generated:
     require_tflm_int8(ir)
+    if options.runtime == "aot" and options.kernels not in (None, "reference"):
+        raise TfgenError(f"--runtime aot calls TFLM's reference kernel functions; {options.kernels} in aot is not "
+                         "built yet", "drop --kernels, or use --runtime tflm")
+    if options.runtime == "aot":
+        options = dataclasses.replace(options, kernels="reference")
     # ESP32 projects get TFLM from the ESP-IDF component; a tree adds the `sim` environment.
     if plan.template_kind(board) == "espidf":
         tree = tflm_tree.available(options.tflm_dir)
@@ -66,7 +73,8 @@ def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options
     warning = fit.check_before_generate(ir, board, measured, options.kernels, len(blob) if blob else 0)
     cmsis, espnn, notes = _libraries(board, tree, options)
     command = options.command or regenerate_command(ir, board, options)
-    project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis, espnn=espnn)
+    project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis, espnn=espnn,
+                             runtime=options.runtime, model=model)
     files = render.render_project(project, model, blob)
     files[PROJECT_FILE] = project_file(project)
     notes = tuple(n for n in (warning, *notes, *project.kernel_notes) if n)
@@ -94,7 +102,7 @@ def regenerate_command(ir: ModelIR, board: Board, o: Options) -> str:
     for flag, value in (("--vectors", o.vectors_file and o.vectors_file.name), ("--arena-from", o.arena_from),
                         ("--kernels", o.kernels), ("--tflm-dir", o.tflm_dir), ("--cmsis-nn-dir", o.cmsis_nn_dir),
                         ("--esp-nn-dir", o.esp_nn_dir),
-                        ("--boards-dir", o.boards_dir)):
+                        ("--boards-dir", o.boards_dir), ("--runtime", None if o.runtime == "tflm" else o.runtime)):
         if value is not None and value != "":
             args += [flag, str(value)]
     return shlex.join(args)
@@ -132,7 +140,7 @@ def project_file(p: plan.ProjectPlan) -> str:
         "board": p.board, "kind": p.kind, "core": p.core,
         "arena": {"size": p.arena_size, "measured": p.arena_measured, "source": p.arena_source,
                   "placement": p.arena_placement, "in_heap": p.arena_in_heap},
-        "kernels": p.kernels, "kernel_library": p.library_version or None, "optimized_ops": list(p.optimized_ops),
+        "kernels": p.kernels, "kernel_library": p.library_version or None, "runtime": p.runtime, "optimized_ops": list(p.optimized_ops),
         "ops": list(p.op_names), "tflm": p.tflm_version, "vectors": p.vector_count,
         "environments": [{"name": e.name, "role": e.role} for e in p.environments],
         "default_env": p.default_env, "regenerate": p.regenerate,

@@ -42,9 +42,10 @@ def render_project(plan: ProjectPlan, model: bytes, vectors: bytes | None) -> di
     files: dict[str, Content] = {}
     banner = "\n".join(one_line(line) for line in plan.banner)     # each banner line stays one line
 
-    header, source = cgen.model_source(plan.names, model, banner)
-    files[f"src/{plan.names.header_file}"] = header
-    files[f"src/{plan.names.source_file}"] = source
+    if plan.runtime != "aot":                       # aot: the weights are in tfgen_aot.cc, no flatbuffer
+        header, source = cgen.model_source(plan.names, model, banner)
+        files[f"src/{plan.names.header_file}"] = header
+        files[f"src/{plan.names.source_file}"] = source
     if vectors is not None:
         vh, vc = cgen.blob_source("g_tfgen_vectors", "g_tfgen_vectors_len", VECTORS_HEADER,
                                   "TFGEN_VECTORS_H_", vectors, banner,

@@ -151,7 +151,7 @@ class OpDivergence:
 def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Path | None, command: str,
             out: Path | None = None, cmsis_nn_dir: Path | None = None, kernels: str | None = None,
             arena: int | None = None, esp_nn_dir: Path | None = None, on: str | None = None,
-            sanitize: bool = False) -> Prepared:
+            sanitize: bool = False, runtime: str = "tflm") -> Prepared:
     """Run the oracle on ``inputs`` and (re)generate the project with those vectors embedded.
 
     ``arena``: size the arena from this figure (as --arena-from) instead of the oracle's measurement.
@@ -169,10 +169,15 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     _check_vectors_fit(ir, board, blob, ref.vectors)
     if kernels is None and board.kernels == "esp-nn":
         kernels = "esp-nn"                  # what verify is for: the kernels the chip runs
+    if runtime == "aot":
+        if kernels not in (None, "reference"):
+            raise TfgenError(f"--runtime aot calls TFLM's reference kernel functions; {kernels} in aot is not built "
+                             "yet", "drop --kernels, or use --runtime tflm")
+        kernels = "reference"
     gen = generate.generate(ir, model, board, generate.Options(
         tflm_dir=tree.root, cmsis_nn_dir=cmsis_nn_dir, esp_nn_dir=esp_nn_dir, kernels=kernels,
         vectors=blob, arena_from=arena, arena_source="measured on the target, with these kernels",
-        arena_measured=ref.arena.min_bytes, command=command))
+        arena_measured=ref.arena.min_bytes, command=command, runtime=runtime))
     project = gen.plan
     private = out is None
     out = out or work_dir(ir, board.name) / "project"

@@ -1,0 +1,314 @@
+"""`--runtime aot`: the model as generated C++ that calls the kernels directly, with no interpreter.
+
+Everything TFLM's interpreter works out at start-up is worked out here, at generation time: each op's
+parameters exactly as its Prepare computes them in esp-tflite-micro 1.3.8 (the per-channel multipliers
+and shifts from ``QuantizeMultiplier``, in double where TFLM uses double and in float where it uses
+float), the padding, the activation range, and where every tensor lives in one activation buffer
+(``model.memplan``). The template (templates/aot/src/tfgen_aot.cc.j2) places these values in calls to
+TFLM's reference kernel functions; the weights stay ``const`` in flash. No flatbuffer, op resolver or
+allocator is in the image.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from codegen.errors import TfgenError
+from codegen.model import memplan
+from codegen.model.inspection import schema
+from codegen.model.ir import ModelIR, Operator, Tensor
+
+RUNTIMES = ("tflm", "aot")
+COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
+           "SOFTMAX")
+# What the generated code compiles beyond TFLM's headers: MultiplyByQuantizedMultiplier, TfLiteTypeGetName.
+TFLM_SOURCES = ("tensorflow/lite/kernels/internal/common.cc", "tensorflow/lite/core/c/common.cc")
+CTYPES = {"int8": "std::int8_t", "int16": "std::int16_t", "int32": "std::int32_t", "int64": "std::int64_t",
+          "uint8": "std::uint8_t"}
+_ACTIVATIONS = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
+_PADDING = {0: "same", 1: "valid"}                 # schema Padding -> TFLM's padding
+INT8_RANGE = (-128, 127)
+
+
+@dataclass(frozen=True)
+class Constant:
+    name: str
+    ctype: str
+    count: int
+    data: str                           # the C initializer's numbers
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A tensor as an op sees it: in the activation buffer (``buffer`` >= 0) or a constant array."""
+    tensor: int
+    ctype: str
+    dims: tuple[int, ...]
+    buffer: int = -1
+    constant: str = ""
+
+
+@dataclass(frozen=True)
+class AotOp:
+    index: int
+    name: str
+    kind: str                           # "conv", "depthwise", "fc", "fc_per_channel", "pool", "softmax", "view"
+    operands: dict                      # "input", "filter", "bias", "output" -> Operand (bias may be None)
+    params: dict                        # the kernel's parameter struct, field -> value
+    per_channel: str = ""               # name of the multiplier/shift arrays' stem, when the op has them
+    function: str = ""                  # the reference kernel function
+
+
+@dataclass(frozen=True)
+class AotPlan:
+    ops: tuple[AotOp, ...]
+    constants: tuple[Constant, ...]
+    offsets: tuple[int, ...]            # each buffer's offset in the activation buffer
+    per_op_offsets: tuple[int, ...]     # the same buffers, none reused (the --per-op build keeps every tensor)
+    activation_bytes: int
+    per_op_bytes: int
+    inputs: tuple[int, ...]             # the buffer of each graph input, of each output
+    outputs: tuple[int, ...]
+    op_outputs: tuple[tuple[int, int, int, int], ...] = field(default=())   # (op, tensor, buffer, bytes)
+    memory: memplan.MemoryPlan | None = None
+
+
+def uncovered_ops(ir: ModelIR) -> list[str]:
+    return [u.name for u in ir.ops if u.name not in COVERED]
+
+
+def check_runtime(ir: ModelIR, runtime: str, kind: str) -> None:
+    if runtime == "tflm":
+        return
+    if runtime not in RUNTIMES:
+        raise TfgenError(f"no runtime {runtime!r}", f"pass --runtime {' or '.join(RUNTIMES)}")
+    missing = uncovered_ops(ir)
+    if missing:
+        raise TfgenError(f"{ir.source}: --runtime aot does not cover {', '.join(missing)} yet (it covers "
+                         f"{', '.join(COVERED)})", "use --runtime tflm (the default), which runs every TFLM op")
+    if ir.subgraph_count != 1:
+        raise TfgenError(f"{ir.source}: --runtime aot compiles one graph, this model has {ir.subgraph_count}",
+                         "use --runtime tflm (the default)")
+    if kind == "espidf":
+        raise TfgenError("--runtime aot is for the host and Cortex-M boards so far (ESP-IDF projects take "
+                         "TFLM from its component)", "use --runtime tflm (the default) on ESP boards")
+
+
+def lower(ir: ModelIR, model: bytes) -> AotPlan:
+    """The aot plan of a model whose ops are all COVERED (``check_runtime`` first)."""
+    fb = schema()
+    m = fb.Model.GetRootAs(model, 0)
+    graph = m.Subgraphs(0)
+    mem = memplan.plan(ir)
+    buffer_of = {t: b for b, buf in enumerate(mem.buffers) for t in buf.tensors}
+    constants: dict[int, Constant] = {}
+
+    def operand(index: int) -> Operand | None:
+        if index < 0:
+            return None
+        t = ir.tensors[index]
+        ctype = CTYPES.get(t.dtype)
+        if ctype is None:
+            raise TfgenError(f"{ir.source}: tensor {t.name!r} is {t.dtype}; --runtime aot takes integer tensors",
+                             "use --runtime tflm")
+        if t.is_constant:
+            if index not in constants:
+                constants[index] = _constant(m, t, ctype)
+            return Operand(index, ctype, t.shape, constant=constants[index].name)
+        return Operand(index, ctype, t.shape, buffer=buffer_of[index])
+
+    ops, extra = [], []
+    for i, op in enumerate(o for o in ir.operators if o.subgraph == 0):
+        lowered, arrays = _lower_op(ir, op, graph.Operators(i), fb, operand)
+        ops.append(lowered)
+        extra += arrays
+    sizes = [memplan._aligned(b.size) for b in mem.buffers]
+    seq = tuple(int(s) for s in np.cumsum([0, *sizes[:-1]])) if sizes else ()
+    op_outputs = tuple((o.index, t, buffer_of[t], memplan.tensor_bytes(ir, t))
+                       for o, op in zip(ops, (x for x in ir.operators if x.subgraph == 0))
+                       for t in op.outputs if t in buffer_of)
+    return AotPlan(tuple(ops), tuple(constants.values()) + tuple(extra), tuple(b.offset for b in mem.buffers), seq,
+                   max(mem.size, 16), max(sum(sizes), 16), tuple(buffer_of[t.index] for t in ir.inputs),
+                   tuple(buffer_of[t.index] for t in ir.outputs), op_outputs, mem)
+
+
+def _constant(m, t: Tensor, ctype: str) -> Constant:
+    raw = m.Buffers(t.buffer).DataAsNumpy()
+    values = np.frombuffer(np.asarray(raw, np.uint8).tobytes(), np.dtype(t.dtype).newbyteorder("<"))
+    return Constant(f"k_t{t.index}", ctype, int(values.size), ", ".join(map(str, values.tolist())))
+
+
+def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand) -> tuple[AotOp, list[Constant]]:
+    ins = [operand(t) for t in op.inputs]
+    out = operand(op.outputs[0])
+    table = fop.BuiltinOptions()
+    if op.name == "RESHAPE":
+        return AotOp(op.index, op.name, "view", {"input": ins[0], "output": out}, {}), []
+    if op.name == "SOFTMAX":
+        opts = _options(fb.SoftmaxOptions, table)
+        return AotOp(op.index, op.name, "softmax", {"input": ins[0], "output": out},
+                     softmax_params(ir.tensors[op.inputs[0]], ir.tensors[op.outputs[0]], float(opts.Beta())),
+                     function="tflite::reference_ops::Softmax"), []
+    if op.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        opts = _options(fb.Pool2DOptions, table)
+        pad_h, pad_w = compute_padding(opts.StrideH(), opts.StrideW(), 1, 1, ins[0].dims[1], ins[0].dims[2],
+                                       opts.FilterHeight(), opts.FilterWidth(), _PADDING[opts.Padding()])
+        lo, hi = activation_range(ir.tensors[op.outputs[0]], opts.FusedActivationFunction())
+        params = {"stride_height": opts.StrideH(), "stride_width": opts.StrideW(),
+                  "filter_height": opts.FilterHeight(), "filter_width": opts.FilterWidth(),
+                  "padding_values.height": pad_h, "padding_values.width": pad_w,
+                  "quantized_activation_min": lo, "quantized_activation_max": hi}
+        fn = "AveragePool" if op.name == "AVERAGE_POOL_2D" else "MaxPool"
+        return AotOp(op.index, op.name, "pool", {"input": ins[0], "output": out}, params,
+                     function=f"tflite::reference_integer_ops::{fn}"), []
+    if op.name == "FULLY_CONNECTED":
+        return _fully_connected(ir, op, fb, table, ins, out)
+    return _convolution(ir, op, fb, table, ins, out)
+
+
+def _options(cls, table):
+    opts = cls()
+    opts.Init(table.Bytes, table.Pos)
+    return opts
+
+
+def _operands(ins: list, out: Operand) -> dict:
+    return {"input": ins[0], "filter": ins[1], "bias": ins[2] if len(ins) > 2 else None, "output": out}
+
+
+def _fully_connected(ir, op, fb, table, ins, out) -> tuple[AotOp, list[Constant]]:
+    opts = _options(fb.FullyConnectedOptions, table)
+    i_t, f_t, o_t = (ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]])
+    lo, hi = activation_range(o_t, opts.FusedActivationFunction())
+    params = {"input_offset": -_zp(i_t), "weights_offset": -_zp(f_t), "output_offset": _zp(o_t),
+              "quantized_activation_min": lo, "quantized_activation_max": hi}
+    if len(f_t.quantization.scales) > 1:
+        mults, shifts = per_channel_multipliers(i_t, f_t, o_t)
+        stem = f"k_op{op.index}"
+        return (AotOp(op.index, op.name, "fc_per_channel", _operands(ins, out), params | {
+                    "output_multiplier": 0, "output_shift": 0}, stem,
+                      "tflite::reference_integer_ops::FullyConnectedPerChannel"),
+                _per_channel_arrays(stem, mults, shifts))
+    product = float(np.float32(i_t.quantization.scales[0]) * np.float32(f_t.quantization.scales[0]))
+    mult, shift = quantize_multiplier(product / float(np.float32(o_t.quantization.scales[0])))
+    return (AotOp(op.index, op.name, "fc", _operands(ins, out),
+                  params | {"output_multiplier": mult, "output_shift": shift},
+                  function="tflite::reference_integer_ops::FullyConnected"), [])
+
+
+def _convolution(ir, op, fb, table, ins, out) -> tuple[AotOp, list[Constant]]:
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    opts = _options(fb.DepthwiseConv2DOptions if depthwise else fb.Conv2DOptions, table)
+    i_t, f_t, o_t = (ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]])
+    pad_h, pad_w = compute_padding(opts.StrideH(), opts.StrideW(), opts.DilationHFactor(), opts.DilationWFactor(),
+                                   i_t.shape[1], i_t.shape[2], f_t.shape[1], f_t.shape[2], _PADDING[opts.Padding()])
+    lo, hi = activation_range(o_t, opts.FusedActivationFunction())
+    channels = f_t.shape[3] if depthwise else f_t.shape[0]
+    mults, shifts = per_channel_multipliers(i_t, f_t, o_t, channels)
+    params = {"input_offset": -_zp(i_t), "weights_offset": -_zp(f_t), "output_offset": _zp(o_t),
+              "output_multiplier": 0, "output_shift": 0,
+              "padding_type": "tflite::PaddingType::k" + ("Same" if opts.Padding() == 0 else "Valid"),
+              "padding_values.height": pad_h, "padding_values.width": pad_w,
+              "stride_height": opts.StrideH(), "stride_width": opts.StrideW(),
+              "dilation_height_factor": opts.DilationHFactor(), "dilation_width_factor": opts.DilationWFactor(),
+              "quantized_activation_min": lo, "quantized_activation_max": hi}
+    if depthwise:
+        params["depth_multiplier"] = opts.DepthMultiplier()
+    stem = f"k_op{op.index}"
+    fn = "DepthwiseConvPerChannel" if depthwise else "ConvPerChannel"
+    return (AotOp(op.index, op.name, "depthwise" if depthwise else "conv", _operands(ins, out), params, stem,
+                  f"tflite::reference_integer_ops::{fn}"), _per_channel_arrays(stem, mults, shifts))
+
+
+def _per_channel_arrays(stem: str, mults: list[int], shifts: list[int]) -> list[Constant]:
+    return [Constant(f"{stem}_multiplier", "std::int32_t", len(mults), ", ".join(map(str, mults))),
+            Constant(f"{stem}_shift", "std::int32_t", len(shifts), ", ".join(map(str, shifts)))]
+
+
+def _zp(t: Tensor) -> int:
+    return int(t.quantization.zero_points[0]) if t.quantization and t.quantization.zero_points else 0
+
+
+# --- TFLM's arithmetic, in Python -------------------------------------------------------------------
+
+def round_half_away(x: float) -> int:
+    """std::round / TfLiteRound: halves away from zero."""
+    f = math.floor(abs(x))
+    r = f + 1 if abs(x) - f >= 0.5 else f
+    return int(r if x >= 0 else -r)
+
+
+def quantize_multiplier(d: float) -> tuple[int, int]:
+    """tflite::QuantizeMultiplier (quantization_util.cc; not TFLITE_SINGLE_ROUNDING, as TFLM builds)."""
+    if d == 0.0:
+        return 0, 0
+    q, shift = math.frexp(d)
+    fixed = round_half_away(q * (1 << 31))
+    if fixed == 1 << 31:
+        fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return fixed, shift
+
+
+def per_channel_multipliers(i_t: Tensor, f_t: Tensor, o_t: Tensor, channels: int | None = None):
+    """PopulateConvolutionQuantizationParams (and FC's per-channel path): in double, from float32 scales."""
+    scales = f_t.quantization.scales
+    n = channels if channels is not None else len(scales)
+    in_s, out_s = float(np.float32(i_t.quantization.scales[0])), float(np.float32(o_t.quantization.scales[0]))
+    pairs = [quantize_multiplier(in_s * float(np.float32(scales[i if len(scales) > 1 else 0])) / out_s)
+             for i in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _quantize(t: Tensor, value: float) -> int:
+    """TFLM's Quantize(): float tmp = TfLiteRound(f / scale), in float32."""
+    tmp = np.float32(value) / np.float32(t.quantization.scales[0])
+    return _zp(t) + round_half_away(float(tmp))
+
+
+def activation_range(o_t: Tensor, activation: int) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 outputs."""
+    lo, hi = INT8_RANGE if o_t.dtype == "int8" else (-32768, 32767)
+    kind = _ACTIVATIONS.get(activation)
+    if kind is None:
+        raise TfgenError(f"fused activation {activation} is not an int8 activation TFLM runs", "use --runtime tflm")
+    if kind == "relu":
+        return max(lo, _quantize(o_t, 0.0)), hi
+    if kind == "relu6":
+        return max(lo, _quantize(o_t, 0.0)), min(hi, _quantize(o_t, 6.0))
+    if kind == "relu_n1_to_1":
+        return max(lo, _quantize(o_t, -1.0)), min(hi, _quantize(o_t, 1.0))
+    return lo, hi
+
+
+def compute_padding(stride_h: int, stride_w: int, dil_h: int, dil_w: int, in_h: int, in_w: int,
+                    filter_h: int, filter_w: int, padding: str) -> tuple[int, int]:
+    """ComputePaddingHeightWidth (tensorflow/lite/kernels/padding.h): the top and left padding."""
+    def out_size(size, filt, stride, dil):
+        effective = (filt - 1) * dil + 1
+        if stride == 0:
+            return 0
+        return (size + stride - 1) // stride if padding == "same" else (size + stride - effective) // stride
+
+    def pad(stride, dil, size, filt, out):
+        effective = (filt - 1) * dil + 1
+        total = max((out - 1) * stride + effective - size, 0)
+        return total // 2
+    return (pad(stride_h, dil_h, in_h, filter_h, out_size(in_h, filter_h, stride_h, dil_h)),
+            pad(stride_w, dil_w, in_w, filter_w, out_size(in_w, filter_w, stride_w, dil_w)))
+
+
+def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
+    """CalculateSoftmaxParams for int8 -> int8: PreprocessSoftmaxScaling and CalculateInputRadius."""
+    if i_t.dtype != "int8" or o_t.dtype != "int8":
+        raise TfgenError("--runtime aot runs int8 -> int8 SOFTMAX", "use --runtime tflm")
+    bits = 5                                                 # kScaledDiffIntegerBits
+    real = min(float(np.float32(beta)) * float(np.float32(i_t.quantization.scales[0])) * (1 << (31 - bits)),
+               (1 << 31) - 1.0)
+    mult, shift = quantize_multiplier(real)
+    radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << shift))
+    return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": int(-1.0 * radius)}
