@@ -316,6 +316,15 @@ std::size_t Runner::arena_used_bytes() const {
 
 #else  // TFGEN_RUNTIME_AOT: the generated code is the model (tfgen_aot.cc)
 
+}  // namespace tfgen
+
+void tfgen_model::ScratchError(int op, const char* name, long needed, long planned) {
+  tfgen::PrintError("op %d (%s) needs %ld bytes of scratch, the plan gave it %ld: regenerate the project, and "
+                    "report it if it persists", op, name, needed, planned);
+}
+
+namespace tfgen {
+
 Runner::~Runner() = default;
 
 namespace {
@@ -341,6 +350,7 @@ TfLiteStatus Runner::Init() {
     PrintError("the activation buffer is not %lu-byte aligned", static_cast<unsigned long>(kArenaAlignment));
     return kTfLiteError;
   }
+  if (tfgen_model::Prepare() != kTfLiteOk) return kTfLiteError;
   for (int i = 0; i < tfgen_model::kNumInputs; ++i) {
     Describe(&inputs_[i], input_dims_[i], tfgen_model::kInputs[i], tfgen_model::InputData(i));
   }

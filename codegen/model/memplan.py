@@ -8,7 +8,9 @@ The views (RESHAPE, SQUEEZE, EXPAND_DIMS: the same bytes under another shape) sh
 buffer. Variable tensors (the state of stateful models) live for ever and are planned apart.
 
 ``lower_bound`` is the peak, over the ops, of the bytes of the tensors live at once: no static plan
-of these tensors can be smaller. The kernels' scratch buffers are not in it.
+of these tensors can be smaller. A kernel's scratch buffer (``scratch``: op -> bytes, for the aot
+runtime's kernels) is planned as a buffer live during its op only; ``lower_bound_with_scratch`` is the
+peak with them.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ class MemoryPlan:
     peak_op_name: str
     persistent: int                   # variable tensors' bytes, outside the activation buffer
     views: int                        # tensors that share their input's buffer
+    scratch: int = 0                  # the largest kernel scratch buffer planned in
+    lower_bound_with_scratch: int = 0
 
     def offset_of(self, tensor: int) -> int | None:
         return next((b.offset for b in self.buffers if tensor in b.tensors), None)
@@ -47,7 +51,8 @@ class MemoryPlan:
     def to_dict(self) -> dict:
         return {"size": self.size, "lower_bound": self.lower_bound, "peak_op": self.peak_op,
                 "peak_op_name": self.peak_op_name, "buffers": len(self.buffers), "views": self.views,
-                "persistent_bytes": self.persistent,
+                "persistent_bytes": self.persistent, "scratch_bytes": self.scratch,
+                "lower_bound_with_scratch": self.lower_bound_with_scratch or self.lower_bound,
                 "over_lower_bound_percent": round(100 * (self.size - self.lower_bound) / self.lower_bound, 1)
                 if self.lower_bound else 0.0}
 
@@ -57,16 +62,24 @@ def tensor_bytes(ir: ModelIR, index: int) -> int:
     return t.elements * _ITEM.get(t.dtype, 1)
 
 
-def plan(ir: ModelIR) -> MemoryPlan:
-    """The plan of the main graph (subgraph 0)."""
+def scratch_id(op: int) -> int:
+    """The pseudo tensor index of op ``op``'s scratch buffer in a plan (negative: no real tensor)."""
+    return -1 - op
+
+
+def plan(ir: ModelIR, scratch: dict[int, int] | None = None) -> MemoryPlan:
+    """The plan of the main graph (subgraph 0), with ``scratch`` buffers (op -> bytes) planned in."""
     ops = [op for op in ir.operators if op.subgraph == 0]
     buffers, views = _buffers(ir, ops)
-    placed = _place(buffers)
+    extra = [Buffer((scratch_id(op),), size, op, op) for op, size in sorted((scratch or {}).items()) if size > 0]
+    placed = _place(buffers + extra)
     size = max((b.offset + b.size for b in placed), default=0)
     bound, peak = _peak(buffers, len(ops))
+    with_scratch = _peak(buffers + extra, len(ops))[0] if extra else bound
     persistent = sum(tensor_bytes(ir, t.index) for t in ir.tensors if t.is_variable)
     return MemoryPlan(tuple(sorted(placed, key=lambda b: (b.first, b.tensors))), size, bound, peak,
-                      ops[peak].name if 0 <= peak < len(ops) else "", persistent, views)
+                      ops[peak].name if 0 <= peak < len(ops) else "", persistent, views,
+                      max((b.size for b in extra), default=0), with_scratch)
 
 
 def _buffers(ir: ModelIR, ops: list[Operator]) -> tuple[list[Buffer], int]:

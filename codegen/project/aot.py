@@ -58,7 +58,10 @@ class AotOp:
     operands: dict                      # "input", "filter", "bias", "output" -> Operand (bias may be None)
     params: dict                        # the kernel's parameter struct, field -> value
     per_channel: str = ""               # name of the multiplier/shift arrays' stem, when the op has them
-    function: str = ""                  # the reference kernel function
+    function: str = ""                  # the kernel function
+    cmsis: dict = field(default_factory=dict)   # CMSIS-NN: its dims and params structs, field -> value
+    scratch: int = 0                    # the kernel's scratch buffer, bytes (CMSIS-NN's get_buffer_size)
+    scratch_buffer: int = -1            # its buffer in the plan
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class AotPlan:
     outputs: tuple[int, ...]
     op_outputs: tuple[tuple[int, int, int, int], ...] = field(default=())   # (op, tensor, buffer, bytes)
     memory: memplan.MemoryPlan | None = None
+    kernels: str = "reference"          # "reference" (TFLM's kernel functions) or "cmsis-nn"
+    scratch_bytes: int = 0              # the largest kernel scratch buffer (live only during its op)
 
 
 def uncovered_ops(ir: ModelIR) -> list[str]:
@@ -96,13 +101,17 @@ def check_runtime(ir: ModelIR, runtime: str, kind: str) -> None:
                          "TFLM from its component)", "use --runtime tflm (the default) on ESP boards")
 
 
-def lower(ir: ModelIR, model: bytes) -> AotPlan:
-    """The aot plan of a model whose ops are all COVERED (``check_runtime`` first)."""
+def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "") -> AotPlan:
+    """The aot plan of a model whose ops are all COVERED (``check_runtime`` first), calling TFLM's
+    reference kernel functions or (``kernels`` "cmsis-nn", for a Cortex-M ``core``) CMSIS-NN's."""
     fb = schema()
     m = fb.Model.GetRootAs(model, 0)
     graph = m.Subgraphs(0)
-    mem = memplan.plan(ir)
-    buffer_of = {t: b for b, buf in enumerate(mem.buffers) for t in buf.tensors}
+    if kernels == "cmsis-nn" and core not in CMSIS_CORES:
+        raise TfgenError(f"--runtime aot with CMSIS-NN is built for {', '.join(sorted(CMSIS_CORES))}, not {core}",
+                         "pass --kernels reference, or use --runtime tflm")
+    probe = memplan.plan(ir)
+    buffer_of = {t: b for b, buf in enumerate(probe.buffers) for t in buf.tensors}
     constants: dict[int, Constant] = {}
 
     def operand(index: int) -> Operand | None:
@@ -122,8 +131,15 @@ def lower(ir: ModelIR, model: bytes) -> AotPlan:
     ops, extra = [], []
     for i, op in enumerate(o for o in ir.operators if o.subgraph == 0):
         lowered, arrays = _lower_op(ir, op, graph.Operators(i), fb, operand)
+        if kernels == "cmsis-nn":
+            lowered, more = cmsis_op(ir, lowered, core in DSP_CORES)
+            arrays += more
         ops.append(lowered)
         extra += arrays
+    scratch = {o.index: o.scratch for o in ops if o.scratch}
+    mem = memplan.plan(ir, scratch)
+    buffer_of = {t: b for b, buf in enumerate(mem.buffers) for t in buf.tensors}
+    ops = [_rebuffer(o, buffer_of) for o in ops]
     sizes = [memplan._aligned(b.size) for b in mem.buffers]
     seq = tuple(int(s) for s in np.cumsum([0, *sizes[:-1]])) if sizes else ()
     op_outputs = tuple((o.index, t, buffer_of[t], memplan.tensor_bytes(ir, t))
@@ -131,7 +147,16 @@ def lower(ir: ModelIR, model: bytes) -> AotPlan:
                        for t in op.outputs if t in buffer_of)
     return AotPlan(tuple(ops), tuple(constants.values()) + tuple(extra), tuple(b.offset for b in mem.buffers), seq,
                    max(mem.size, 16), max(sum(sizes), 16), tuple(buffer_of[t.index] for t in ir.inputs),
-                   tuple(buffer_of[t.index] for t in ir.outputs), op_outputs, mem)
+                   tuple(buffer_of[t.index] for t in ir.outputs), op_outputs, mem, kernels,
+                   max(scratch.values(), default=0))
+
+
+def _rebuffer(op: AotOp, buffer_of: dict[int, int]) -> AotOp:
+    """The op's operands and scratch in the final plan's buffers (scratch changes the numbering)."""
+    operands = {role: (o if o is None or o.buffer < 0 else Operand(o.tensor, o.ctype, o.dims, buffer_of[o.tensor]))
+                for role, o in op.operands.items()}
+    return AotOp(op.index, op.name, op.kind, operands, op.params, op.per_channel, op.function, op.cmsis, op.scratch,
+                 buffer_of.get(memplan.scratch_id(op.index), -1))
 
 
 def _constant(m, t: Tensor, ctype: str) -> Constant:
@@ -312,3 +337,98 @@ def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
     mult, shift = quantize_multiplier(real)
     radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << shift))
     return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": int(-1.0 * radius)}
+
+
+# --- CMSIS-NN: the calls TFLM's cmsis_nn/ wrappers make, with the same parameters --------------------
+
+DSP_CORES = frozenset({"cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33"})    # __ARM_FEATURE_DSP
+CMSIS_CORES = DSP_CORES | {"cortex-m0plus", "cortex-m3"}                        # not M55 (MVE): not built
+CMSIS_FUNCTIONS = {"conv": "arm_convolve_wrapper_s8", "depthwise": "arm_depthwise_conv_wrapper_s8",
+                   "fc": "arm_fully_connected_wrapper_s8", "fc_1x1": "arm_convolve_1x1_s8_fast",
+                   "avg_pool": "arm_avgpool_s8", "max_pool": "arm_max_pool_s8", "softmax": "arm_softmax_s8"}
+
+
+def _dims(n: int, h: int, w: int, c: int) -> dict:
+    return {"n": n, "h": h, "w": w, "c": c}
+
+
+def _aligned4(n: int) -> int:
+    return n + (4 - n % 4) % 4
+
+
+def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
+    """``op`` (lowered for the reference kernels) as TFLM's cmsis_nn/ wrapper calls CMSIS-NN, with the
+    scratch buffer CMSIS-NN's get_buffer_size asks for under GCC on this core (no MVE)."""
+    if op.kind == "view":
+        return op, []
+    p, o = op.params, op.operands
+    out = o["output"].dims
+    if op.kind in ("conv", "depthwise"):
+        i_d, f_d = o["input"].dims, o["filter"].dims
+        common = {"input_offset": p["input_offset"], "output_offset": p["output_offset"],
+                  "stride.h": p["stride_height"], "stride.w": p["stride_width"],
+                  "padding.h": p["padding_values.height"], "padding.w": p["padding_values.width"],
+                  "dilation.h": p["dilation_height_factor"], "dilation.w": p["dilation_width_factor"],
+                  "activation.min": p["quantized_activation_min"], "activation.max": p["quantized_activation_max"]}
+        dims = {"input": _dims(*i_d), "output": _dims(*out), "bias": _dims(1, 1, 1, out[3])}
+        if op.kind == "conv":
+            dims["filter"] = _dims(1, f_d[1], f_d[2], f_d[3])
+            one_by_one = (common["padding.h"] == common["padding.w"] == 0 and f_d[1] == f_d[2] == 1
+                          and common["dilation.h"] == common["dilation.w"] == 1 and i_d[3] == f_d[3])
+            scratch = 0 if one_by_one else 4 * _aligned4(f_d[1] * f_d[2] * i_d[3])
+        else:
+            common["ch_mult"] = p["depth_multiplier"]
+            dims["filter"] = _dims(f_d[0], f_d[1], f_d[2], out[3])
+            opt = i_d[3] == out[3] and i_d[0] == 1 and common["dilation.h"] == common["dilation.w"] == 1
+            three = f_d[1] == f_d[2] == 3 and common["padding.h"] <= 1 and common["padding.w"] <= 1
+            scratch = i_d[3] * f_d[1] * f_d[2] * 2 if dsp and opt and not three else 0
+        return _as_cmsis(op, op.kind, {"params": common, **dims}, scratch), []
+    if op.kind in ("fc", "fc_per_channel"):
+        return _cmsis_fc(ir, op)
+    if op.kind == "pool":
+        kind = "avg_pool" if op.name == "AVERAGE_POOL_2D" else "max_pool"
+        i_d = o["input"].dims
+        params = {"stride.h": p["stride_height"], "stride.w": p["stride_width"],
+                  "padding.h": p["padding_values.height"], "padding.w": p["padding_values.width"],
+                  "activation.min": p["quantized_activation_min"], "activation.max": p["quantized_activation_max"]}
+        scratch = i_d[3] * 4 if dsp and kind == "avg_pool" else 0
+        return _as_cmsis(op, kind, {"params": params, "input": _dims(i_d[0], i_d[1], i_d[2], i_d[3]),
+                                    "output": _dims(out[0], out[1], out[2], i_d[3]),
+                                    "filter": _dims(1, p["filter_height"], p["filter_width"], 1)}, scratch), []
+    depth = out[-1]
+    rows = math.prod(out) // depth if depth else 0
+    return _as_cmsis(op, "softmax", {"rows": rows, "row_size": depth}, 0), []
+
+
+def _as_cmsis(op: AotOp, kind: str, structs: dict, scratch: int) -> AotOp:
+    return AotOp(op.index, op.name, "cmsis_" + kind, op.operands, op.params, op.per_channel,
+                 CMSIS_FUNCTIONS[kind], structs, scratch)
+
+
+def _cmsis_fc(ir: ModelIR, op: AotOp) -> tuple[AotOp, list[Constant]]:
+    """cmsis_nn/fully_connected.cc: a 1x1 convolution where the output has more than 2 dimensions and the
+    depth is a multiple of 4 (per-tensor multipliers repeated per channel, here as constants), else
+    arm_fully_connected_wrapper_s8."""
+    p, o = op.params, op.operands
+    f_d, out = o["filter"].dims, o["output"].dims
+    accum, depth = f_d[-1], out[-1]
+    batches = math.prod(out) // depth
+    dims = {"input": _dims(batches, 1, 1, accum), "filter": _dims(accum, 1, 1, depth),
+            "bias": _dims(1, 1, 1, depth), "output": _dims(batches, 1, 1, depth)}
+    act = {"activation.min": p["quantized_activation_min"], "activation.max": p["quantized_activation_max"]}
+    if len(out) > 2 and accum % 4 == 0:
+        arrays = []
+        stem = op.per_channel
+        if op.kind == "fc":
+            stem = f"k_op{op.index}"
+            arrays = _per_channel_arrays(stem, [p["output_multiplier"]] * depth, [p["output_shift"]] * depth)
+        params = {"input_offset": p["input_offset"], "output_offset": p["output_offset"], "stride.h": 1,
+                  "stride.w": 1, "padding.h": 0, "padding.w": 0, "dilation.h": 1, "dilation.w": 1, **act}
+        lowered = _as_cmsis(op, "fc_1x1", {"params": params, **dims}, 0)
+        return AotOp(lowered.index, lowered.name, lowered.kind, lowered.operands, lowered.params, stem,
+                     lowered.function, lowered.cmsis, 0), arrays
+    params = {"input_offset": p["input_offset"], "filter_offset": p["weights_offset"],
+              "output_offset": p["output_offset"], **act}
+    quant = {"per_channel": op.kind == "fc_per_channel", "multiplier": p.get("output_multiplier", 0),
+             "shift": p.get("output_shift", 0)}
+    return _as_cmsis(op, "fc", {"params": params, "quant": quant, **dims}, 0), []

@@ -8,7 +8,6 @@ which `build`, `verify` and the benchmarks read instead of working it out again 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -58,11 +57,9 @@ class Generated:
 
 def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options()) -> Generated:
     require_tflm_int8(ir)
-    if options.runtime == "aot" and options.kernels not in (None, "reference"):
-        raise TfgenError(f"--runtime aot calls TFLM's reference kernel functions; {options.kernels} in aot is not "
-                         "built yet", "drop --kernels, or use --runtime tflm")
-    if options.runtime == "aot":
-        options = dataclasses.replace(options, kernels="reference")
+    if options.runtime == "aot" and (options.kernels == "esp-nn" or board.kernels == "esp-nn"):
+        raise TfgenError("--runtime aot is built for the host and Cortex-M boards (TFLM's reference kernels or "
+                         "CMSIS-NN); ESP chips and ESP-NN in aot are not yet", "use --runtime tflm (the default)")
     # ESP32 projects get TFLM from the ESP-IDF component; a tree adds the `sim` environment.
     if plan.template_kind(board) == "espidf":
         tree = tflm_tree.available(options.tflm_dir)

@@ -284,8 +284,11 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
                 f"{PINNED_VERSION} component, and the host simulation must run the same TFLM",
                 f"use an esp-tflite-micro v{PINNED_VERSION} checkout for --tflm-dir/TFGEN_TFLM_DIR")
         tflm_version = tree.version
-    lowered = aot_mod.lower(ir, model) if runtime == "aot" else None
-    k = choose_kernels(ir, board, kind, tree, cmsis, espnn) if lowered is None else _aot_kernels(tree)
+    if runtime == "aot":
+        k = _aot_kernels(ir, board, kind, tree, cmsis)
+        lowered = aot_mod.lower(ir, model, k.kernels, board.core)
+    else:
+        k, lowered = choose_kernels(ir, board, kind, tree, cmsis, espnn), None
     overrun = esp_softmax_overruns(ir) if board.kernels == "esp-nn" else []
     registrations = tuple(REFERENCE_SOFTMAX if u.name == "SOFTMAX" and overrun else "" for u in ir.ops)
     optimized = tuple(o for o in k.optimized if not (o == "SOFTMAX" and overrun))   # replaced: see above
@@ -322,9 +325,20 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
         runtime=runtime, aot=lowered)
 
 
-def _aot_kernels(tree: TflmTree | None) -> KernelChoice:
-    """The aot runtime's sources: TFLM's headers (the reference kernel functions) and two .cc files."""
+def _aot_kernels(ir: ModelIR, board: Board, kind: str, tree: TflmTree | None,
+                 cmsis: cmsis_nn.CmsisNn | None) -> KernelChoice:
+    """The aot runtime's sources: TFLM's headers (the reference kernel functions, the types) and two .cc
+    files; with CMSIS-NN (a Cortex-M board given its setup) the library's sources of the model's ops,
+    without TFLM's wrappers (the generated code calls the library as they do)."""
     if tree is None:
-        raise TfgenError("--runtime aot compiles TFLM's reference kernel functions, and there is no TFLM tree",
+        raise TfgenError("--runtime aot compiles TFLM's kernel functions and headers, and there is no TFLM tree",
                          "pass --tflm-dir DIR, set TFGEN_TFLM_DIR, or let tfgen download the pinned release")
-    return KernelChoice("reference", tuple(aot_mod.TFLM_SOURCES) + tuple(tree.headers() + tree.licenses()))
+    rest = tuple(aot_mod.TFLM_SOURCES) + tuple(tree.headers() + tree.licenses())
+    if cmsis is None or board.kernels != "cmsis-nn" or kind == "espidf":
+        return KernelChoice("reference", rest)
+    op_names = [u.name for u in ir.ops]
+    sel = cmsis.select(tree.sources_for_ops(op_names))
+    library = tuple((dest, str(src)) for dest, src in sel.files if not dest.startswith(cmsis_nn.WRAPPERS_DIR))
+    optimized = tuple(o for o in op_names if o != "RESHAPE")
+    return KernelChoice("cmsis-nn", rest, library, optimized, cmsis_nn.DEFINES,
+                        INCLUDE_DIRS + cmsis_nn.INCLUDE_DIRS, cmsis.version)

@@ -169,11 +169,6 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     _check_vectors_fit(ir, board, blob, ref.vectors)
     if kernels is None and board.kernels == "esp-nn":
         kernels = "esp-nn"                  # what verify is for: the kernels the chip runs
-    if runtime == "aot":
-        if kernels not in (None, "reference"):
-            raise TfgenError(f"--runtime aot calls TFLM's reference kernel functions; {kernels} in aot is not built "
-                             "yet", "drop --kernels, or use --runtime tflm")
-        kernels = "reference"
     gen = generate.generate(ir, model, board, generate.Options(
         tflm_dir=tree.root, cmsis_nn_dir=cmsis_nn_dir, esp_nn_dir=esp_nn_dir, kernels=kernels,
         vectors=blob, arena_from=arena, arena_source="measured on the target, with these kernels",
@@ -283,7 +278,7 @@ def per_op(prep: Prepared, vector: int) -> OpDivergence:
     by op in execution order, with the oracle's (TFLM's Python interpreter keeping all tensors)."""
     ir = prep.ir
     ops = [op for op in ir.operators if op.subgraph == 0]
-    arena = oracle.per_op_arena(ir, prep.arena_size)
+    arena = oracle.per_op_arena(ir, max(prep.arena_size, prep.host_arena))   # aot: the plan, not an arena
     flags = ("-DTFGEN_PER_OP", f"-DTFGEN_PER_OP_VECTOR={vector}", f"-DTFGEN_ARENA_SIZE={arena}")
     target = prep.target or targets.verify_target(prep.board)
     out = prep.project / "build" / f"{prep.build_target.name}-per-op" / Path(prep.build_target.output).name
