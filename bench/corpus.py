@@ -31,12 +31,22 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "models"))
 # (board, kernels, where it runs): TFLM's reference kernels, CMSIS-NN on the Cortex-M4F, and the ESP-NN
 # kernels an ESP32 runs, on the host (with AddressSanitizer and UBSan) and on the Cortex-M4F in QEMU.
+# Then `--runtime aot` (the model as code, no interpreter) on the host and with CMSIS-NN on the Cortex-M4F,
+# where it covers the model's ops (else its one-line refusal is the cell).
 VERIFY = (("host", "reference", None), ("mps2_an386", "reference", None), ("mps2_an386", "cmsis-nn", None),
-          ("esp32", "esp-nn", "host"), ("esp32", "esp-nn", "qemu"))
+          ("esp32", "esp-nn", "host"), ("esp32", "esp-nn", "qemu"), ("host", "aot", None),
+          ("mps2_an386", "cmsis-nn aot", None))
 
 
 def verify_key(board: str, kernels: str, on: str | None) -> str:
     return f"{board}/{kernels}" + (f" on {on}" if on else "")
+
+
+def _verify_args(board: str, kernels: str, on: str | None) -> list[str]:
+    aot = kernels.endswith("aot")
+    kernels = kernels.removesuffix("aot").strip()
+    return [*(("--kernels", kernels) if board != "host" and kernels else ()), *(("--on", on) if on else ()),
+            *(("--sanitize",) if on == "host" else ()), *(("--runtime", "aot") if aot else ())]
 # QEMU runs reference kernels at some 10^8 instructions a second, and the firmware carries its vectors
 # in flash: fewer vectors for the big models and the big tensors.
 MAC_BUDGET = 30_000_000
@@ -98,9 +108,7 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
     row["verify"] = {}
     for board, kernels, on in VERIFY:
         start = time.monotonic()
-        r = tfgen("verify", path, "--board", board, "--vectors", count, "--json",
-                  *(("--kernels", kernels) if board != "host" else ()), *(("--on", on) if on else ()),
-                  *(("--sanitize",) if on == "host" else ()))
+        r = tfgen("verify", path, "--board", board, "--vectors", count, "--json", *_verify_args(board, kernels, on))
         key = verify_key(board, kernels, on)
         if r.returncode in (0, 1) and r.stdout.strip().startswith("{"):
             v = json.loads(r.stdout)
@@ -111,6 +119,8 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
                                                     "arena_needed_on_target", "ran_on", "sanitized",
                                                     "sanitizer_findings")}
             row["verify"][key]["seconds"] = round(time.monotonic() - start, 1)
+        elif kernels.endswith("aot") and r.returncode == 2:
+            row["verify"][key] = {"ok": False, "refused": _line(r)}
         else:
             row["verify"][key] = {"ok": False, "does_not_fit": r.returncode == 1 and "does not fit" in r.stderr,
                                   "error": _line(r)}
@@ -118,6 +128,8 @@ def run_model(name: str, path: Path, work: Path, boards: list[str]) -> dict:
 
 
 def _cell(v: dict) -> str:
+    if "refused" in v:
+        return "not covered: " + v["refused"].split(": ", 1)[-1].replace("|", "\\|")[:120]
     if "error" in v:
         return ("does not fit: " if v.get("does_not_fit") else "error: ") + v["error"].replace("|", "\\|")[:160]
     verdict = "exact" if v["ok"] else f"{v['mismatched_bytes']} bytes differ (max {v['max_lsb_difference']} LSB)"
@@ -189,7 +201,9 @@ def main(argv=None) -> int:
               "models (`vectors` in --json). \"needs --arena-from N\": CMSIS-NN's scratch buffers need more "
               "arena than the oracle measured with the reference kernels; verified with N, measured on the "
               "target. The esp32 columns are the kernels an ESP32 runs (esp-tflite-micro's ESP-NN wrappers over "
-              "esp-nn's generic C), on the host under AddressSanitizer and UBSan and on QEMU's Cortex-M4F.")
+              "esp-nn's generic C), on the host under AddressSanitizer and UBSan and on QEMU's Cortex-M4F. The aot "
+              "columns are `--runtime aot` (the model as generated code, no interpreter; the arena is its static "
+              "activation plan) where it covers the model's ops.")
     args.markdown.write_text(markdown(rows, header), encoding="utf-8")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")

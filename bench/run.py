@@ -10,8 +10,11 @@ For each model, on the mps2_an386 build (Cortex-M4F, arm-none-eabi-gcc -Os, QEMU
   and the same reference kernels, so that comparison is about what tfgen leaves out;
 - cmsis-nn: tfgen's project with the board's CMSIS-NN kernels, compared with tfgen's reference build
   (when a CMSIS-NN setup is available: TFGEN_CMSIS_NN_DIR, the cache or the pinned download);
+- aot: `--runtime aot`, the model as generated code calling the kernels (CMSIS-NN when available, else
+  the reference kernel functions) with no interpreter, compared with tfgen's TFLM build of the same
+  kernels;
 - the limit: the model's bytes (the floor for flash beyond code) and the peak of simultaneously live
-  activation tensors in execution order (the floor for the arena).
+  activation tensors in execution order (the floor for the arena: codegen/model/memplan.py).
 And tool speed on the digits example: quantize, generate, cold and warm build, verify.
 Ratios are what compare across machines; times are printed for this one.
 """
@@ -36,7 +39,7 @@ from codegen.run import verify  # noqa: E402
 from codegen.project import boards, generate, plan, render
 from codegen.run import build
 from codegen.toolchain import cmsis_nn, tflm_tree
-from codegen.model import inspection
+from codegen.model import inspection, memplan
 from codegen.oracle import reference
 from codegen.model.tflm_ops import load_op_set  # noqa: E402
 
@@ -49,22 +52,12 @@ VECTORS = 2
 
 
 def peak_activations(ir) -> int:
-    """Peak bytes of activation tensors alive at once, each alive from the op that writes it (or the
-    start, for inputs) to the last op that reads it (or the end, for outputs)."""
-    ops = [op for op in ir.operators if op.subgraph == 0]
-    first: dict[int, int] = {t.index: -1 for t in ir.inputs}
-    last: dict[int, int] = {t.index: len(ops) for t in ir.outputs}
-    for i, op in enumerate(ops):
-        for t in op.outputs:
-            first.setdefault(t, i)
-        for t in op.inputs:
-            if t >= 0 and not ir.tensors[t].is_constant:
-                last[t] = max(last.get(t, i), i)
-    size = {t: ir.tensors[t].elements * (1 if ir.tensors[t].dtype in ("int8", "uint8") else 4) for t in first}
-    return max(sum(size[t] for t in first if first[t] <= i <= last.get(t, first[t])) for i in range(-1, len(ops) + 1))
+    """Peak bytes of activation tensors alive at once (the static plan's lower bound)."""
+    return memplan.plan(ir).lower_bound
 
 
-def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inputs, out: Path, cmsis=None):
+def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inputs, out: Path, cmsis=None,
+             runtime: str = "tflm"):
     blob = None
     if with_vectors:
         ref = reference.run_reference(ir, model, inputs, crosscheck=False)
@@ -72,7 +65,8 @@ def _project(ir, model: bytes, board, tree, arena: int, with_vectors: bool, inpu
         blob = vec.encode(ref.vectors)
     gen = generate.generate(ir, model, board, generate.Options(
         tflm_dir=tree.root, cmsis_nn_dir=cmsis.root if cmsis else None, kernels="cmsis-nn" if cmsis else "reference",
-        vectors=blob, arena_from=arena, arena_source="bench: the 32-bit arena verify reported", command="bench"))
+        vectors=blob, arena_from=arena, arena_source="bench: the 32-bit arena verify reported", command="bench",
+        runtime=runtime))
     render.write_project(gen.files, out, force=True)
     return out
 
@@ -116,16 +110,19 @@ def figures(fw, model_bytes: int, arena_constant: int, arena_used: int, instruct
             "instructions": instructions, "byte_exact": exact, "code_bytes": fw.size.flash - model_bytes}
 
 
-def tfgen_build(ir, model: bytes, board, tree, inputs, work: Path, kernels: str, cmsis=None) -> tuple[dict, Path]:
+def tfgen_build(ir, model: bytes, board, tree, inputs, work: Path, kernels: str, cmsis=None,
+                runtime: str = "tflm") -> tuple[dict, Path]:
     """tfgen's project: verified on the vectors (the 32-bit arena used, instructions per inference),
     then built without them, its arena sized from that figure, for flash and RAM; and its ELF."""
-    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / f"verify-{kernels}",
-                          cmsis_nn_dir=cmsis and cmsis.root, kernels=kernels)
+    prep = verify.prepare(ir, model, board, inputs, None, "bench", out=work / f"verify-{runtime}-{kernels}",
+                          cmsis_nn_dir=cmsis and cmsis.root, kernels=kernels, runtime=runtime)
     run = verify.build_and_run(prep)
     used = int(run.log.summary["arena_used"])
-    fw = build.build_project(_project(ir, model, board, tree, used, False, inputs, work / f"tfgen-{kernels}", cmsis),
-                             board)
-    return {**figures(fw, len(model), plan.arena_with_margin(used), used, run.instructions_per_inference, run.ok),
+    fw = build.build_project(_project(ir, model, board, tree, used, False, inputs,
+                                      work / f"tfgen-{runtime}-{kernels}", cmsis, runtime), board)
+    aot = runtime == "aot"                  # no flatbuffer in flash: its weights are the data, and the plan is exact
+    return {**figures(fw, ir.weights_bytes if aot else len(model), used if aot else plan.arena_with_margin(used),
+                      used, run.instructions_per_inference, run.ok),
             "optimized_ops": list(prep.optimized_ops)}, fw.elf
 
 
@@ -149,6 +146,8 @@ def measure(name: str, path: Path, work: Path, tree, cmsis) -> dict:
                        base_run["ok"])
     # 3. tfgen with the board's CMSIS-NN kernels
     fast = tfgen_build(ir, model, board, tree, inputs, work, "cmsis-nn", cmsis)[0] if cmsis else None
+    # 4. the same kernels with no interpreter: --runtime aot
+    aot = tfgen_build(ir, model, board, tree, inputs, work, "cmsis-nn" if cmsis else "reference", cmsis, "aot")[0]
     peak = peak_activations(ir)
     t, b = tfgen, baseline
     ratios = {"flash_tfgen_over_baseline": round(t["flash"] / b["flash"], 3),
@@ -159,8 +158,12 @@ def measure(name: str, path: Path, work: Path, tree, cmsis) -> dict:
     if fast:
         ratios.update({f"{k}_cmsis_nn_over_tfgen": round(fast[k] / t[k], n) for k, n in
                        (("flash", 3), ("ram", 3), ("instructions", 4))})
+    same = fast or t                                    # tfgen's TFLM build with the kernels aot calls
+    ratios.update({f"{k}_aot_over_tflm": round(aot[k] / same[k], 4 if k == "instructions" else 3)
+                   for k in ("flash", "ram", "instructions", "code_bytes")})
+    ratios["aot_activations_over_peak"] = round(aot["arena_used"] / peak, 3) if peak else None
     return {"model": name, "model_bytes": len(model), "peak_activations": peak,
-            "tfgen": t, "baseline": b, "cmsis_nn": fast, "ratios": ratios,
+            "tfgen": t, "baseline": b, "cmsis_nn": fast, "aot": aot, "ratios": ratios,
             "top_code_symbols": top_symbols(elf, 12) if name == "kws_ref_model" else []}
 
 
@@ -201,7 +204,8 @@ def table(rows: list[dict]) -> str:
             f"{'instr/inf':>13}{'exact':>6}")
     out = [head, "-" * len(head)]
     for r in rows:
-        for kind, f in (("baseline", r["baseline"]), ("tfgen", r["tfgen"]), ("cmsis-nn", r["cmsis_nn"])):
+        for kind, f in (("baseline", r["baseline"]), ("tfgen", r["tfgen"]), ("cmsis-nn", r["cmsis_nn"]),
+                        ("aot", r["aot"])):
             out.append(f"{r['model']:<17}{kind:<9}" + (
                 f"{f['flash']:>10,}{f['ram']:>10,}{f['arena_constant']:>12,}{f['arena_used']:>11,}"
                 f"{(f['instructions'] or 0):>13,}{'yes' if f['byte_exact'] else 'NO':>6}" if f
@@ -217,6 +221,10 @@ def table(rows: list[dict]) -> str:
             out.append(f"{'':<17}{'cmsis-nn':<9}over tfgen's reference build: flash {x['flash_cmsis_nn_over_tfgen']}x, "
                        f"RAM {x['ram_cmsis_nn_over_tfgen']}x, instructions {speed}x ({1 / speed:.1f}x fewer); "
                        f"CMSIS-NN kernels for {', '.join(r['cmsis_nn']['optimized_ops'])}")
+        out.append(f"{'':<17}{'aot':<9}over tfgen's TFLM build of the same kernels: flash {x['flash_aot_over_tflm']}x "
+                   f"(code {x['code_bytes_aot_over_tflm']}x), RAM {x['ram_aot_over_tflm']}x, instructions "
+                   f"{x['instructions_aot_over_tflm']}x; activation buffer {x['aot_activations_over_peak']}x the peak "
+                   "of live tensors")
     return "\n".join(out)
 
 

@@ -42,7 +42,7 @@ def run_on_board(args) -> int:
     result = onboard.verify_on_board(ir, model, board, inputs, args.port, tflm_dir=args.tflm_dir, command=command,
                                      upload=not args.no_upload, baud=args.baud, timeout=args.timeout,
                                      kernels=args.kernels, cmsis_nn_dir=args.cmsis_nn_dir,
-                                     esp_nn_dir=args.esp_nn_dir)
+                                     esp_nn_dir=args.esp_nn_dir, runtime=args.runtime)
     emit(result.to_dict(), args.json, board_verify_text)
     return 0 if result.ok else 1
 

@@ -93,6 +93,10 @@ def check_runtime(ir: ModelIR, runtime: str, kind: str) -> None:
     if missing:
         raise TfgenError(f"{ir.source}: --runtime aot does not cover {', '.join(missing)} yet (it covers "
                          f"{', '.join(COVERED)})", "use --runtime tflm (the default), which runs every TFLM op")
+    wide = sorted({t.dtype for t in ir.tensors if not t.is_constant and t.dtype != "int8"})
+    if wide:
+        raise TfgenError(f"{ir.source}: --runtime aot runs int8 activations so far, this model has {', '.join(wide)} "
+                         "ones", "use --runtime tflm (the default), which runs 16x8 models too")
     if ir.subgraph_count != 1:
         raise TfgenError(f"{ir.source}: --runtime aot compiles one graph, this model has {ir.subgraph_count}",
                          "use --runtime tflm (the default)")

@@ -301,7 +301,7 @@ def _upload_pio(stack: contextlib.ExitStack, ir: ModelIR, model: bytes, board: B
     vs = reference.run_reference(ir, model, inputs, crosscheck=False).vectors
     gen = generate.generate(ir, model, board, generate.Options(
         tflm_dir=tflm_dir, cmsis_nn_dir=options.get("cmsis_nn_dir"), esp_nn_dir=options.get("esp_nn_dir"),
-        kernels=options.get("kernels"), command=command))
+        kernels=options.get("kernels"), command=command, runtime=options.get("runtime", "tflm")))
     if not any(e.name == VALIDATE_ENV for e in gen.plan.environments):
         raise TfgenError(f"{board.name}'s project has no `{VALIDATE_ENV}` environment", "please report it")
     project = verify.work_dir(ir, board.name) / "project"

@@ -1,0 +1,131 @@
+"""`--runtime aot`: the model as generated C++ calling the kernels directly, no interpreter.
+
+TFLM's Prepare arithmetic redone in Python (codegen/project/aot.py) must give the very parameters TFLM
+computes, so every test that matters here is a byte comparison with the oracle: on the host (TFLM's
+reference kernel functions) and on QEMU's Cortex-M4F (CMSIS-NN), every output, and with --per-op every
+op's output.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import needs
+from codegen.project import aot
+from conftest import model, run_tfgen
+
+
+# --- TFLM's arithmetic ----------------------------------------------------------------------------
+
+def test_rounding_is_half_away_from_zero_as_std_round():
+    assert [aot.round_half_away(x) for x in (2.5, -2.5, 0.5, -0.5, 2.4999, 1e9 + 0.5)] == [3, -3, 1, -1, 2, 1e9 + 1]
+
+
+def test_quantize_multiplier_as_tflite():
+    assert aot.quantize_multiplier(0.0) == (0, 0)
+    assert aot.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert aot.quantize_multiplier(1.0) == (1 << 30, 1)
+    # q * 2^31 rounds up to 2^31: halved, and the shift grows, as QuantizeMultiplier does
+    assert aot.quantize_multiplier(1 - 2 ** -40) == (1 << 30, 1)
+    assert aot.quantize_multiplier(2 ** -40) == (0, 0)                  # shift below -31: zero
+    m, s = aot.quantize_multiplier(0.0039215)
+    assert (1 << 30) <= m < (1 << 31) and math.isclose(m * 2.0 ** (s - 31), 0.0039215, rel_tol=1e-9)
+
+
+def test_padding_as_compute_padding_height_width():
+    assert aot.compute_padding(1, 1, 1, 1, 49, 10, 10, 4, "same") == (4, 1)      # kws's first conv
+    assert aot.compute_padding(2, 2, 1, 1, 96, 96, 3, 3, "same") == (0, 0)      # total 1: floor(1/2)
+    assert aot.compute_padding(1, 1, 1, 1, 5, 5, 3, 3, "valid") == (0, 0)
+
+
+# --- refusals ---------------------------------------------------------------------------------------
+
+def _one_line(r) -> str:
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    return r.stderr
+
+
+def test_an_op_aot_does_not_cover_is_named_and_tflm_suggested(tmp_path):
+    r = run_tfgen("generate", model("keyword_scrambled"), "--board", "host", "-o", tmp_path / "p", "--runtime", "aot")
+    line = _one_line(r)
+    assert "--runtime aot does not cover" in line and "SVDF" in line and "--runtime tflm" in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_16x8_and_esp_boards_are_refused_for_aot(tmp_path):
+    r = run_tfgen("verify", model("seanet_conv0"), "--board", "host", "--runtime", "aot")
+    assert "int8 activations" in _one_line(r)
+    r = run_tfgen("generate", model("hello_world_int8"), "--board", "esp32", "-o", tmp_path / "e", "--runtime", "aot")
+    assert "ESP chips" in _one_line(r) and "--runtime tflm" in r.stderr
+
+
+# --- the project ------------------------------------------------------------------------------------
+
+def test_an_aot_project_has_no_interpreter_and_no_flatbuffer(tmp_path):
+    needs.tflm()
+    out = tmp_path / "p"
+    r = run_tfgen("generate", model("kws_ref_model"), "--board", "host", "-o", out, "--runtime", "aot", "--json")
+    assert r.returncode == 0, r.stderr
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert "src/tfgen_aot.cc" in files and not [f for f in files if f.endswith("_model_data.cc")]
+    compiled = {f for f in files if f.endswith((".cc", ".c"))}
+    assert not [f for f in compiled if "micro_interpreter" in f or "micro_allocator" in f or "/kernels/conv" in f]
+    assert json.loads((out / "tfgen.json").read_text())["runtime"] == "aot"
+    code = (out / "src" / "tfgen_aot.cc").read_text()
+    assert code.count("tflite::reference_integer_ops::ConvPerChannel(") == 5        # kws: five convolutions
+    assert "kOffsets[] = {" in code and "MicroInterpreter" not in code
+    header = (out / "src" / "tfgen_model.h").read_text()
+    assert "inline constexpr std::size_t kArenaSize = 16000;" in header             # the plan: the peak itself
+    assert "--runtime aot" in (out / "platformio.ini").read_text()                  # the regenerate line
+
+
+# --- byte for byte with the oracle ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["hello_world_int8", "ad01_int8", "kws_ref_model"])
+def test_the_reference_kernels_on_the_host_match_the_oracle_op_by_op(name):
+    needs.tflm()
+    r = run_tfgen("verify", model(name), "--board", "host", "--runtime", "aot", "--vectors", 20, "--per-op", "--json",
+                  timeout=1800)
+    assert r.returncode == 0, r.stderr + r.stdout
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["mismatched_bytes"] == 0 and report["per_op"]["op"] is None
+    assert report["kernels"] == "reference"
+
+
+def test_cmsis_nn_on_the_cortex_m4f_matches_the_oracle_and_beats_tflm():
+    needs.cortex_m()
+    needs.cmsis_nn()
+    def run(*extra):
+        r = run_tfgen("verify", model("kws_ref_model"), "--board", "mps2_an386", "--vectors", 3, "--json", *extra,
+                      timeout=1800)
+        assert r.returncode == 0, r.stderr + r.stdout
+        return json.loads(r.stdout)
+    aot_run, tflm_run = run("--runtime", "aot", "--per-op"), run()
+    assert aot_run["ok"] and aot_run["per_op"]["op"] is None and aot_run["kernels"].startswith("cmsis-nn")
+    assert set(aot_run["optimized_ops"]) == {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
+                                             "SOFTMAX"}
+    # the same kernels, without the interpreter: no more instructions, far less flash and arena
+    assert aot_run["instructions_per_inference"] <= tflm_run["instructions_per_inference"]
+    assert aot_run["arena_used_bytes"] == 16_000 < tflm_run["arena_used_bytes"]
+    assert aot_run["flash_bytes"] < 0.5 * tflm_run["flash_bytes"]
+
+
+def test_serial_validation_takes_the_aot_firmware_too():
+    needs.cortex_m()
+    r = run_tfgen("verify", model("ad01_int8"), "--board", "mps2_an386", "--runtime", "aot", "--vectors", 3,
+                  "--kernels", "reference", "--port", f"socket://127.0.0.1:{_free_port()}", "--json", timeout=1800)
+    assert r.returncode == 0, r.stderr + r.stdout
+    report = json.loads(r.stdout)
+    assert report["ok"] and len(report["ops"]) == 10
+    mean = report["latency"]["mean"]
+    assert abs(report["ops_total"] - mean) <= 0.02 * mean
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
