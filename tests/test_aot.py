@@ -129,3 +129,41 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_a_converter_model_with_every_covered_op_matches_the_oracle(tmp_path):
+    """Stride 2 and valid padding, relu6, a depth multiplier, an ADD that broadcasts (a tensor and its
+    per-channel maximum), max and average pools, dense and softmax: byte-exact op by
+    op on the host and with CMSIS-NN on the Cortex-M4F."""
+    needs.cortex_m()
+    needs.cmsis_nn()
+    import numpy as np
+    from codegen.quantize.tfimport import import_tensorflow
+    tf = import_tensorflow()
+    layers = tf.keras.layers
+    x = tf.keras.Input((12, 12, 3), batch_size=1)
+    a = layers.Conv2D(8, 3, strides=2, padding="valid", activation="relu6")(x)
+    b = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(a)
+    peak = layers.MaxPooling2D(5)(b)                                    # 1x1x16
+    c = layers.Lambda(lambda ts: ts[0] + ts[1])([b, peak])
+    d = layers.AveragePooling2D(2, padding="same")(layers.MaxPooling2D(2)(c))
+    y = layers.Softmax()(layers.Dense(10)(layers.Flatten()(d)))
+    rng = np.random.default_rng(0)
+    conv = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(x, y))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.standard_normal((1, 12, 12, 3)).astype(np.float32)] for _ in range(50))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path / "zoo.tflite"
+    path.write_bytes(conv.convert())
+    ops = json.loads(run_tfgen("inspect", path, "--json", "--no-arena").stdout)["ops"]
+    assert {o["name"] for o in ops} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D",
+                                         "FULLY_CONNECTED", "SOFTMAX"}
+    for board in ("host", "mps2_an386"):
+        r = run_tfgen("verify", path, "--board", board, "--runtime", "aot", "--vectors", 10, "--per-op", "--json",
+                      timeout=1800)
+        assert r.returncode == 0, r.stderr + r.stdout
+        report = json.loads(r.stdout)
+        assert report["ok"] and report["per_op"]["op"] is None, report
+        assert report["kernels"].startswith("cmsis-nn" if board == "mps2_an386" else "reference")

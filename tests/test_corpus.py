@@ -30,7 +30,7 @@ MODELS = corpus.models(SHARED_MODELS) if SHARED_MODELS.is_dir() else {}
 # What tfgen refuses, and the word its one line must carry.
 REFUSED = {"hello_world_float": "tfgen quantize"}
 # The models --runtime aot covers today (every op, int8): they must stay covered, and byte-exact.
-AOT_COVERED = {"ad01_int8", "hello_world_int8", "kws_ref_model", "person_detect"}
+AOT_COVERED = {"ad01_int8", "hello_world_int8", "kws_ref_model", "person_detect", "simple_add_model"}
 
 pytestmark = pytest.mark.slow
 

@@ -37,8 +37,10 @@ def shape(dims) -> str:
 def activation_line(mp: dict) -> str:
     """The static activation plan against its lower bound (codegen/model/memplan.py)."""
     at = f", at op {mp['peak_op']} {mp['peak_op_name']}" if mp["peak_op"] >= 0 else ""
+    scratch = (f"; with the kernels' scratch ({mp['scratch_bytes']:,} at most) {mp['lower_bound_with_scratch']:,}"
+               if mp.get("scratch_bytes") else "; kernels' scratch not included")
     return (f"activations {mp['size']:,} bytes in a static plan; lower bound {mp['lower_bound']:,} (the peak of "
-            f"simultaneously live tensors{at}); kernels' scratch not included")
+            f"simultaneously live tensors{at}){scratch}")
 
 
 def inspect_text(s: dict) -> str:
@@ -137,18 +139,21 @@ def reference_text(r: dict) -> str:
 
 
 def generate_text(r: dict) -> str:
+    aot = r.get("runtime") == "aot"
     return "\n".join([
         f"wrote      {r['project']}/ ({r['files']} files) for {r['board']}, environments: "
         f"{', '.join(r['environments'])}",
-        f"ops        {', '.join(r['ops'])} (the resolver registers exactly these)",
-        f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM "
-        f"(measured {r['arena_measured']:,}: {r['arena_basis']}, plus margin)",
+        f"ops        {', '.join(r['ops'])} " + ("(as generated code: --runtime aot, no interpreter)" if aot
+                                                 else "(the resolver registers exactly these)"),
+        f"arena      {r['arena_size']:,} bytes in {r['arena_placement']} RAM " + (
+            "(the static activation plan, kernels' scratch included)" if aot else
+            f"(measured {r['arena_measured']:,}: {r['arena_basis']}, plus margin)"),
         *([activation_line(r["activation_plan"])] if r.get("activation_plan") else []),
         f"TFLM       {r['tflm']}" + (f"; {r['vectors']} test vectors embedded" if r["vectors"] else ""),
         *([f"kernels    {r['kernels']}: optimized {', '.join(r['optimized_ops'])}"]
           if r.get("optimized_ops") else []),
         *[f"note: {n}" for n in r.get("notes", [])],
-        f"next       cd {r['project']} && pio run" ])
+        f"next       cd {r['project']} && pio run"])
 
 
 def verify_text(r: dict) -> str:

@@ -22,7 +22,7 @@ from codegen.model.ir import ModelIR, Operator, Tensor
 
 RUNTIMES = ("tflm", "aot")
 COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
-           "SOFTMAX")
+           "SOFTMAX", "ADD")
 # What the generated code compiles beyond TFLM's headers: MultiplyByQuantizedMultiplier, TfLiteTypeGetName.
 TFLM_SOURCES = ("tensorflow/lite/kernels/internal/common.cc", "tensorflow/lite/core/c/common.cc")
 CTYPES = {"int8": "std::int8_t", "int16": "std::int16_t", "int32": "std::int32_t", "int64": "std::int64_t",
@@ -194,6 +194,12 @@ def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand) -> tuple[AotOp, list[
                      function=f"tflite::reference_integer_ops::{fn}"), []
     if op.name == "FULLY_CONNECTED":
         return _fully_connected(ir, op, fb, table, ins, out)
+    if op.name == "ADD":
+        opts = _options(fb.AddOptions, table)
+        return AotOp(op.index, op.name, "add", {"input": ins[0], "input2": ins[1], "output": out},
+                     add_params(ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]],
+                                opts.FusedActivationFunction()),
+                     function="tflite::reference_integer_ops::Add"), []
     return _convolution(ir, op, fb, table, ins, out)
 
 
@@ -331,6 +337,21 @@ def compute_padding(stride_h: int, stride_w: int, dil_h: int, dil_w: int, in_h: 
             pad(stride_w, dil_w, in_w, filter_w, out_size(in_w, filter_w, stride_w, dil_w)))
 
 
+def add_params(a: Tensor, b: Tensor, o_t: Tensor, activation: int) -> dict:
+    """CalculateOpDataAdd for int8 (add_common.cc): the larger float32 scale, doubled, in double."""
+    left_shift = 20
+    sa, sb = np.float32(a.quantization.scales[0]), np.float32(b.quantization.scales[0])
+    twice_max = 2 * float(max(sa, sb))
+    m1, s1 = quantize_multiplier(float(sa) / twice_max)
+    m2, s2 = quantize_multiplier(float(sb) / twice_max)
+    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(o_t.quantization.scales[0]))))
+    lo, hi = activation_range(o_t, activation)
+    return {"left_shift": left_shift, "input1_offset": -_zp(a), "input1_multiplier": m1, "input1_shift": s1,
+            "input2_offset": -_zp(b), "input2_multiplier": m2, "input2_shift": s2, "output_offset": _zp(o_t),
+            "output_multiplier": mo, "output_shift": so, "quantized_activation_min": lo,
+            "quantized_activation_max": hi}
+
+
 def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
     """CalculateSoftmaxParams for int8 -> int8: PreprocessSoftmaxScaling and CalculateInputRadius."""
     if i_t.dtype != "int8" or o_t.dtype != "int8":
@@ -349,7 +370,8 @@ DSP_CORES = frozenset({"cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33"})   
 CMSIS_CORES = DSP_CORES | {"cortex-m0plus", "cortex-m3"}                        # not M55 (MVE): not built
 CMSIS_FUNCTIONS = {"conv": "arm_convolve_wrapper_s8", "depthwise": "arm_depthwise_conv_wrapper_s8",
                    "fc": "arm_fully_connected_wrapper_s8", "fc_1x1": "arm_convolve_1x1_s8_fast",
-                   "avg_pool": "arm_avgpool_s8", "max_pool": "arm_max_pool_s8", "softmax": "arm_softmax_s8"}
+                   "avg_pool": "arm_avgpool_s8", "max_pool": "arm_max_pool_s8", "softmax": "arm_softmax_s8",
+                   "add": "arm_elementwise_add_s8"}
 
 
 def _dims(n: int, h: int, w: int, c: int) -> dict:
@@ -366,6 +388,10 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
     if op.kind == "view":
         return op, []
     p, o = op.params, op.operands
+    if op.kind == "add":                    # TFLM's wrapper: CMSIS-NN unless the shapes broadcast
+        if o["input"].dims != o["input2"].dims:
+            return op, []
+        return _as_cmsis(op, "add", {"size": math.prod(o["output"].dims)}, 0), []
     out = o["output"].dims
     if op.kind in ("conv", "depthwise"):
         i_d, f_d = o["input"].dims, o["filter"].dims

@@ -164,7 +164,8 @@ def read_project_file(project: Path) -> dict:
 
 
 def _report(ir: ModelIR, p: plan.ProjectPlan, o: Options, files: int, notes: tuple[str, ...]) -> dict:
-    return {"activation_plan": memplan.plan(ir).to_dict(), "board": p.board, "kind": p.kind, "files": files, "ops": list(p.op_names),
+    mp = p.aot.memory.to_dict() if p.aot else memplan.plan(ir).to_dict()
+    return {"activation_plan": mp, "runtime": p.runtime, "board": p.board, "kind": p.kind, "files": files, "ops": list(p.op_names),
             "arena_measured": p.arena_measured, "arena_size": p.arena_size, "arena_placement": p.arena_placement,
             "arena_basis": "--arena-from" if o.arena_from is not None else "64-bit host",
             "tflm": p.tflm_version, "vectors": p.vector_count, "environments": p.environment_names,
