@@ -1,6 +1,6 @@
 """`--runtime aot`: the model as generated C++ calling the kernels directly, no interpreter.
 
-TFLM's Prepare arithmetic redone in Python (codegen/project/aot.py) must give the very parameters TFLM
+TFLM's Prepare arithmetic redone in Python (codegen/project/prepare.py) must give the very parameters TFLM
 computes, so every test that matters here is a byte comparison with the oracle: on the host (TFLM's
 reference kernel functions) and on QEMU's Cortex-M4F (CMSIS-NN), every output, and with --per-op every
 op's output.
@@ -13,31 +13,31 @@ import math
 import pytest
 
 import needs
-from codegen.project import aot
+from codegen.project import prepare
 from conftest import model, run_tfgen
 
 
 # --- TFLM's arithmetic ----------------------------------------------------------------------------
 
 def test_rounding_is_half_away_from_zero_as_std_round():
-    assert [aot.round_half_away(x) for x in (2.5, -2.5, 0.5, -0.5, 2.4999, 1e9 + 0.5)] == [3, -3, 1, -1, 2, 1e9 + 1]
+    assert [prepare.round_half_away(x) for x in (2.5, -2.5, 0.5, -0.5, 2.4999, 1e9 + 0.5)] == [3, -3, 1, -1, 2, 1e9 + 1]
 
 
 def test_quantize_multiplier_as_tflite():
-    assert aot.quantize_multiplier(0.0) == (0, 0)
-    assert aot.quantize_multiplier(0.5) == (1 << 30, 0)
-    assert aot.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert prepare.quantize_multiplier(0.0) == (0, 0)
+    assert prepare.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert prepare.quantize_multiplier(1.0) == (1 << 30, 1)
     # q * 2^31 rounds up to 2^31: halved, and the shift grows, as QuantizeMultiplier does
-    assert aot.quantize_multiplier(1 - 2 ** -40) == (1 << 30, 1)
-    assert aot.quantize_multiplier(2 ** -40) == (0, 0)                  # shift below -31: zero
-    m, s = aot.quantize_multiplier(0.0039215)
+    assert prepare.quantize_multiplier(1 - 2 ** -40) == (1 << 30, 1)
+    assert prepare.quantize_multiplier(2 ** -40) == (0, 0)                  # shift below -31: zero
+    m, s = prepare.quantize_multiplier(0.0039215)
     assert (1 << 30) <= m < (1 << 31) and math.isclose(m * 2.0 ** (s - 31), 0.0039215, rel_tol=1e-9)
 
 
 def test_padding_as_compute_padding_height_width():
-    assert aot.compute_padding(1, 1, 1, 1, 49, 10, 10, 4, "same") == (4, 1)      # kws's first conv
-    assert aot.compute_padding(2, 2, 1, 1, 96, 96, 3, 3, "same") == (0, 0)      # total 1: floor(1/2)
-    assert aot.compute_padding(1, 1, 1, 1, 5, 5, 3, 3, "valid") == (0, 0)
+    assert prepare.compute_padding(1, 1, 1, 1, 49, 10, 10, 4, "same") == (4, 1)      # kws's first conv
+    assert prepare.compute_padding(2, 2, 1, 1, 96, 96, 3, 3, "same") == (0, 0)      # total 1: floor(1/2)
+    assert prepare.compute_padding(1, 1, 1, 1, 5, 5, 3, 3, "valid") == (0, 0)
 
 
 # --- refusals ---------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ class Profile(Command):
         p.add_argument("--cmsis-nn-dir", type=Path, metavar="DIR", help="CMSIS-NN setup (as for generate)")
         p.add_argument("--esp-nn-dir", type=Path, metavar="DIR", help="esp-nn sources (as for generate)")
         p.add_argument("--boards-dir", type=Path, metavar="DIR", help="add (or override) boards from DIR/*.toml")
+        p.add_argument("--runtime", choices=("tflm", "aot"), default="tflm",
+                       help="profile TFLM's interpreter (default) or the model as generated code (--runtime aot)")
         p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     def run(self, args):
@@ -34,7 +36,8 @@ class Profile(Command):
         kernel_sets = args.kernels or list(dict.fromkeys(("reference", board.kernels)))
         command = shlex.join(["tfgen", "profile", args.model.name, "--board", board.name])
         reports = [profile.profile(ir, model, board, inputs, args.tflm_dir, command, kernels=k,
-                                   cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir).to_dict()
+                                   cmsis_nn_dir=args.cmsis_nn_dir, esp_nn_dir=args.esp_nn_dir,
+                                   runtime=args.runtime).to_dict()
                    for k in kernel_sets]
         emit({"model": str(args.model), "board": board.name, "profiles": reports}, args.json, profile_text)
         return 0

@@ -19,6 +19,8 @@ from codegen.errors import TfgenError
 from codegen.model import memplan
 from codegen.model.inspection import schema
 from codegen.model.ir import ModelIR, Operator, Tensor
+from codegen.project.prepare import (activation_range, add_params, compute_padding, per_channel_multipliers,
+                                     quantize_multiplier, softmax_params, zero_point)
 
 RUNTIMES = ("tflm", "aot")
 COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
@@ -27,9 +29,7 @@ COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D",
 TFLM_SOURCES = ("tensorflow/lite/kernels/internal/common.cc", "tensorflow/lite/core/c/common.cc")
 CTYPES = {"int8": "std::int8_t", "int16": "std::int16_t", "int32": "std::int32_t", "int64": "std::int64_t",
           "uint8": "std::uint8_t"}
-_ACTIVATIONS = {0: "none", 1: "relu", 2: "relu_n1_to_1", 3: "relu6"}
 _PADDING = {0: "same", 1: "valid"}                 # schema Padding -> TFLM's padding
-INT8_RANGE = (-128, 127)
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def _fully_connected(ir, op, fb, table, ins, out) -> tuple[AotOp, list[Constant]
     opts = _options(fb.FullyConnectedOptions, table)
     i_t, f_t, o_t = (ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]])
     lo, hi = activation_range(o_t, opts.FusedActivationFunction())
-    params = {"input_offset": -_zp(i_t), "weights_offset": -_zp(f_t), "output_offset": _zp(o_t),
+    params = {"input_offset": -zero_point(i_t), "weights_offset": -zero_point(f_t), "output_offset": zero_point(o_t),
               "quantized_activation_min": lo, "quantized_activation_max": hi}
     if len(f_t.quantization.scales) > 1:
         mults, shifts = per_channel_multipliers(i_t, f_t, o_t)
@@ -242,7 +242,7 @@ def _convolution(ir, op, fb, table, ins, out) -> tuple[AotOp, list[Constant]]:
     lo, hi = activation_range(o_t, opts.FusedActivationFunction())
     channels = f_t.shape[3] if depthwise else f_t.shape[0]
     mults, shifts = per_channel_multipliers(i_t, f_t, o_t, channels)
-    params = {"input_offset": -_zp(i_t), "weights_offset": -_zp(f_t), "output_offset": _zp(o_t),
+    params = {"input_offset": -zero_point(i_t), "weights_offset": -zero_point(f_t), "output_offset": zero_point(o_t),
               "output_multiplier": 0, "output_shift": 0,
               "padding_type": "tflite::PaddingType::k" + ("Same" if opts.Padding() == 0 else "Valid"),
               "padding_values.height": pad_h, "padding_values.width": pad_w,
@@ -260,108 +260,6 @@ def _convolution(ir, op, fb, table, ins, out) -> tuple[AotOp, list[Constant]]:
 def _per_channel_arrays(stem: str, mults: list[int], shifts: list[int]) -> list[Constant]:
     return [Constant(f"{stem}_multiplier", "std::int32_t", len(mults), ", ".join(map(str, mults))),
             Constant(f"{stem}_shift", "std::int32_t", len(shifts), ", ".join(map(str, shifts)))]
-
-
-def _zp(t: Tensor) -> int:
-    return int(t.quantization.zero_points[0]) if t.quantization and t.quantization.zero_points else 0
-
-
-# --- TFLM's arithmetic, in Python -------------------------------------------------------------------
-
-def round_half_away(x: float) -> int:
-    """std::round / TfLiteRound: halves away from zero."""
-    f = math.floor(abs(x))
-    r = f + 1 if abs(x) - f >= 0.5 else f
-    return int(r if x >= 0 else -r)
-
-
-def quantize_multiplier(d: float) -> tuple[int, int]:
-    """tflite::QuantizeMultiplier (quantization_util.cc; not TFLITE_SINGLE_ROUNDING, as TFLM builds)."""
-    if d == 0.0:
-        return 0, 0
-    q, shift = math.frexp(d)
-    fixed = round_half_away(q * (1 << 31))
-    if fixed == 1 << 31:
-        fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return fixed, shift
-
-
-def per_channel_multipliers(i_t: Tensor, f_t: Tensor, o_t: Tensor, channels: int | None = None):
-    """PopulateConvolutionQuantizationParams (and FC's per-channel path): in double, from float32 scales."""
-    scales = f_t.quantization.scales
-    n = channels if channels is not None else len(scales)
-    in_s, out_s = float(np.float32(i_t.quantization.scales[0])), float(np.float32(o_t.quantization.scales[0]))
-    pairs = [quantize_multiplier(in_s * float(np.float32(scales[i if len(scales) > 1 else 0])) / out_s)
-             for i in range(n)]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def _quantize(t: Tensor, value: float) -> int:
-    """TFLM's Quantize(): float tmp = TfLiteRound(f / scale), in float32."""
-    tmp = np.float32(value) / np.float32(t.quantization.scales[0])
-    return _zp(t) + round_half_away(float(tmp))
-
-
-def activation_range(o_t: Tensor, activation: int) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8 outputs."""
-    lo, hi = INT8_RANGE if o_t.dtype == "int8" else (-32768, 32767)
-    kind = _ACTIVATIONS.get(activation)
-    if kind is None:
-        raise TfgenError(f"fused activation {activation} is not an int8 activation TFLM runs", "use --runtime tflm")
-    if kind == "relu":
-        return max(lo, _quantize(o_t, 0.0)), hi
-    if kind == "relu6":
-        return max(lo, _quantize(o_t, 0.0)), min(hi, _quantize(o_t, 6.0))
-    if kind == "relu_n1_to_1":
-        return max(lo, _quantize(o_t, -1.0)), min(hi, _quantize(o_t, 1.0))
-    return lo, hi
-
-
-def compute_padding(stride_h: int, stride_w: int, dil_h: int, dil_w: int, in_h: int, in_w: int,
-                    filter_h: int, filter_w: int, padding: str) -> tuple[int, int]:
-    """ComputePaddingHeightWidth (tensorflow/lite/kernels/padding.h): the top and left padding."""
-    def out_size(size, filt, stride, dil):
-        effective = (filt - 1) * dil + 1
-        if stride == 0:
-            return 0
-        return (size + stride - 1) // stride if padding == "same" else (size + stride - effective) // stride
-
-    def pad(stride, dil, size, filt, out):
-        effective = (filt - 1) * dil + 1
-        total = max((out - 1) * stride + effective - size, 0)
-        return total // 2
-    return (pad(stride_h, dil_h, in_h, filter_h, out_size(in_h, filter_h, stride_h, dil_h)),
-            pad(stride_w, dil_w, in_w, filter_w, out_size(in_w, filter_w, stride_w, dil_w)))
-
-
-def add_params(a: Tensor, b: Tensor, o_t: Tensor, activation: int) -> dict:
-    """CalculateOpDataAdd for int8 (add_common.cc): the larger float32 scale, doubled, in double."""
-    left_shift = 20
-    sa, sb = np.float32(a.quantization.scales[0]), np.float32(b.quantization.scales[0])
-    twice_max = 2 * float(max(sa, sb))
-    m1, s1 = quantize_multiplier(float(sa) / twice_max)
-    m2, s2 = quantize_multiplier(float(sb) / twice_max)
-    mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(o_t.quantization.scales[0]))))
-    lo, hi = activation_range(o_t, activation)
-    return {"left_shift": left_shift, "input1_offset": -_zp(a), "input1_multiplier": m1, "input1_shift": s1,
-            "input2_offset": -_zp(b), "input2_multiplier": m2, "input2_shift": s2, "output_offset": _zp(o_t),
-            "output_multiplier": mo, "output_shift": so, "quantized_activation_min": lo,
-            "quantized_activation_max": hi}
-
-
-def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
-    """CalculateSoftmaxParams for int8 -> int8: PreprocessSoftmaxScaling and CalculateInputRadius."""
-    if i_t.dtype != "int8" or o_t.dtype != "int8":
-        raise TfgenError("--runtime aot runs int8 -> int8 SOFTMAX", "use --runtime tflm")
-    bits = 5                                                 # kScaledDiffIntegerBits
-    real = min(float(np.float32(beta)) * float(np.float32(i_t.quantization.scales[0])) * (1 << (31 - bits)),
-               (1 << 31) - 1.0)
-    mult, shift = quantize_multiplier(real)
-    radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << shift))
-    return {"input_multiplier": mult, "input_left_shift": shift, "diff_min": int(-1.0 * radius)}
 
 
 # --- CMSIS-NN: the calls TFLM's cmsis_nn/ wrappers make, with the same parameters --------------------
