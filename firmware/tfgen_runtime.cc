@@ -270,28 +270,7 @@ TfLiteStatus Runner::CheckModelTensors() {
   return kTfLiteOk;
 }
 
-TfLiteStatus Runner::Invoke() {
-  if (interpreter_ == nullptr) {
-    PrintError("Invoke before a successful Init");
-    return kTfLiteError;
-  }
-#if defined(TFGEN_PROFILE)
-  profiler_.Clear();
-  const std::uint32_t start_ticks = platform::TicksNow();
-#endif
-  const std::uint32_t start = platform::MicrosNow();
-  const TfLiteStatus status = interpreter_->Invoke();
-  const std::uint32_t elapsed = platform::MicrosNow() - start;
-#if defined(TFGEN_PROFILE)
-  last_invoke_ticks_ = platform::TicksNow() - start_ticks;
-#endif
-  if (status != kTfLiteOk) {
-    PrintError("Invoke failed (see TFLM's message above)");
-    return status;
-  }
-  last_invoke_us_ = elapsed;
-  return kTfLiteOk;
-}
+TfLiteStatus Runner::RunModel() { return interpreter_->Invoke(); }  // its profiler: given at Init
 
 TfLiteStatus Runner::Reset() {
   if (interpreter_ == nullptr) {
@@ -361,30 +340,12 @@ TfLiteStatus Runner::Init() {
   return kTfLiteOk;
 }
 
-TfLiteStatus Runner::Invoke() {
-  if (!ready_) {
-    PrintError("Invoke before a successful Init");
-    return kTfLiteError;
-  }
+TfLiteStatus Runner::RunModel() {
 #if defined(TFGEN_PROFILE)
-  profiler_.Clear();
-  const std::uint32_t start_ticks = platform::TicksNow();
-  tflite::MicroProfilerInterface* profiler = &profiler_;
+  return tfgen_model::Invoke(&profiler_);
 #else
-  tflite::MicroProfilerInterface* profiler = nullptr;
+  return tfgen_model::Invoke(nullptr);
 #endif
-  const std::uint32_t start = platform::MicrosNow();
-  const TfLiteStatus status = tfgen_model::Invoke(profiler);
-  const std::uint32_t elapsed = platform::MicrosNow() - start;
-#if defined(TFGEN_PROFILE)
-  last_invoke_ticks_ = platform::TicksNow() - start_ticks;
-#endif
-  if (status != kTfLiteOk) {
-    PrintError("Invoke failed");
-    return status;
-  }
-  last_invoke_us_ = elapsed;
-  return kTfLiteOk;
 }
 
 // The covered ops keep no state between invocations: nothing to reset.
@@ -403,6 +364,29 @@ TfLiteTensor* Runner::RawTensor(bool is_input, int index) {
 std::size_t Runner::arena_used_bytes() const { return ready_ ? tfgen_model::kArenaSize : 0; }
 
 #endif  // TFGEN_RUNTIME_AOT
+
+TfLiteStatus Runner::Invoke() {
+  if (!ready_) {
+    PrintError("Invoke before a successful Init");
+    return kTfLiteError;
+  }
+#if defined(TFGEN_PROFILE)
+  profiler_.Clear();
+  const std::uint32_t start_ticks = platform::TicksNow();
+#endif
+  const std::uint32_t start = platform::MicrosNow();
+  const TfLiteStatus status = RunModel();
+  const std::uint32_t elapsed = platform::MicrosNow() - start;
+#if defined(TFGEN_PROFILE)
+  last_invoke_ticks_ = platform::TicksNow() - start_ticks;
+#endif
+  if (status != kTfLiteOk) {
+    PrintError("Invoke failed (see the message above)");
+    return status;
+  }
+  last_invoke_us_ = elapsed;
+  return kTfLiteOk;
+}
 
 TfLiteTensor* Runner::input(int index) {
   return Tensor(true, index, nullptr);

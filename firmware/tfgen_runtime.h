@@ -126,6 +126,7 @@ class Runner {
   TfLiteStatus CheckModelTensors();
 #endif
   TfLiteTensor* RawTensor(bool is_input, int index);
+  TfLiteStatus RunModel();       // the interpreter's Invoke, or the generated code's
   // With ``type``: also reports the tensor's type and checks that [first, first + span) lies within it.
   TfLiteTensor* Tensor(bool is_input, int index, TfLiteType* type, std::size_t first = 0,
                        std::size_t span = 0);

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from codegen.cli.output import checked_model_board_inputs, emit
-from codegen.cli.textreport import table
+from codegen.cli.textreport import table, verdict_lines
 
 
 def add_port_options(p) -> None:
@@ -49,14 +49,7 @@ def run_on_board(args) -> int:
 
 def board_verify_text(r: dict) -> str:
     """`verify --port`: the verdict, latency, and every op in execution order (cycles and ms, or instructions)."""
-    verdict = "PASS: byte-exact" if r["ok"] else "FAIL"
-    out = [f"{verdict}   {r['model']} on {r['ran_on']}: {r['vectors']} vectors, {r['bytes_compared']:,} bytes "
-           f"compared, {r['mismatched_bytes']:,} mismatched"
-           + (f" (at most {r['max_lsb_difference']} LSB)" if r["mismatched_bytes"] else "")]
-    m = r["first_mismatch"]
-    if m:
-        out.append(f"first mismatch: vector {m['vector']}, output {m['output']}[{m['index']}]: "
-                   f"expected {m['expected']}, got {m['got']}")
+    out = verdict_lines(r, r["ran_on"])
     unit, lat = r["unit"], r["latency"]
     timed = lat["mean_ms"] is not None
     clock = f" at {r['clock_hz'] / 1e6:g} MHz" if r.get("clock_hz") and unit == "cycles" else ""

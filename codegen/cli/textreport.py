@@ -156,12 +156,9 @@ def generate_text(r: dict) -> str:
         f"next       cd {r['project']} && pio run"])
 
 
-def verify_text(r: dict) -> str:
+def verdict_lines(r: dict, where: str) -> list[str]:
+    """A verify report's first lines: byte-exact or not, on what, and the first mismatch."""
     verdict = "PASS: byte-exact" if r["ok"] else "FAIL"
-    where = r["board"] if r.get("ran_on", r["board"]) == r["board"] else (
-        f"{r['board']} (its kernels, run on {r['ran_on']}{', sanitized' if r.get('sanitized') else ''})")
-    if r.get("sanitized") and where == r["board"]:
-        where += " (sanitized)"
     out = [f"{verdict}   {r['model']} on {where}: {r['vectors']} vectors, {r['bytes_compared']:,} bytes "
            f"compared, {r['mismatched_bytes']:,} mismatched"
            + (f" (at most {r['max_lsb_difference']} LSB)" if r["mismatched_bytes"] else "")]
@@ -169,6 +166,15 @@ def verify_text(r: dict) -> str:
     if m:
         out.append(f"first mismatch: vector {m['vector']}, output {m['output']}[{m['index']}]: "
                    f"expected {m['expected']}, got {m['got']}")
+    return out
+
+
+def verify_text(r: dict) -> str:
+    where = r["board"] if r.get("ran_on", r["board"]) == r["board"] else (
+        f"{r['board']} (its kernels, run on {r['ran_on']}{', sanitized' if r.get('sanitized') else ''})")
+    if r.get("sanitized") and where == r["board"]:
+        where += " (sanitized)"
+    out = verdict_lines(r, where)
     if r["missing_outputs"]:
         out.append(f"missing: the firmware printed no result for {r['missing_outputs']} vector outputs")
     for e in r["firmware_errors"]:
