@@ -39,3 +39,9 @@ def test_bench_runs_on_hello_world(tmp_path):
         assert row["ratios"]["instructions_cmsis_nn_over_tfgen"] == round(c["instructions"] / t["instructions"], 4)
     elif c is None:
         assert "cmsis-nn   n/a (no CMSIS-NN setup)" in r.stdout
+    a = row["aot"]                                              # the same kernels, no interpreter
+    same = c or t
+    assert "hello_world_int8 aot" in r.stdout and a["byte_exact"]
+    assert a["flash"] < same["flash"] and a["ram"] < same["ram"] and a["instructions"] <= same["instructions"]
+    assert a["arena_used"] == a["arena_constant"] == row["peak_activations"] == 32
+    assert row["ratios"]["flash_aot_over_tflm"] == round(a["flash"] / same["flash"], 3)
