@@ -137,7 +137,8 @@ def project_file(p: plan.ProjectPlan) -> str:
         "board": p.board, "kind": p.kind, "core": p.core,
         "arena": {"size": p.arena_size, "measured": p.arena_measured, "source": p.arena_source,
                   "placement": p.arena_placement, "in_heap": p.arena_in_heap},
-        "kernels": p.kernels, "kernel_library": p.library_version or None, "runtime": p.runtime, "optimized_ops": list(p.optimized_ops),
+        "kernels": p.kernels, "kernel_library": p.library_version or None, "runtime": p.runtime,
+        "optimized_ops": list(p.optimized_ops),
         "ops": list(p.op_names), "tflm": p.tflm_version, "vectors": p.vector_count,
         "environments": [{"name": e.name, "role": e.role} for e in p.environments],
         "default_env": p.default_env, "regenerate": p.regenerate,
@@ -165,7 +166,8 @@ def read_project_file(project: Path) -> dict:
 
 def _report(ir: ModelIR, p: plan.ProjectPlan, o: Options, files: int, notes: tuple[str, ...]) -> dict:
     mp = p.aot.memory.to_dict() if p.aot else memplan.plan(ir).to_dict()
-    return {"activation_plan": mp, "runtime": p.runtime, "board": p.board, "kind": p.kind, "files": files, "ops": list(p.op_names),
+    return {"activation_plan": mp, "runtime": p.runtime, "board": p.board, "kind": p.kind, "files": files,
+            "ops": list(p.op_names),
             "arena_measured": p.arena_measured, "arena_size": p.arena_size, "arena_placement": p.arena_placement,
             "arena_basis": "--arena-from" if o.arena_from is not None else "64-bit host",
             "tflm": p.tflm_version, "vectors": p.vector_count, "environments": p.environment_names,

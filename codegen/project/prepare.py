@@ -101,10 +101,10 @@ def add_params(a: Tensor, b: Tensor, o_t: Tensor, activation: int) -> dict:
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
     mo, so = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(o_t.quantization.scales[0]))))
     lo, hi = activation_range(o_t, activation)
-    return {"left_shift": left_shift, "input1_offset": -zero_point(a), "input1_multiplier": m1, "input1_shift": s1,
-            "input2_offset": -zero_point(b), "input2_multiplier": m2, "input2_shift": s2, "output_offset": zero_point(o_t),
-            "output_multiplier": mo, "output_shift": so, "quantized_activation_min": lo,
-            "quantized_activation_max": hi}
+    return {"left_shift": left_shift, "input1_offset": -zero_point(a), "input1_multiplier": m1,
+            "input1_shift": s1, "input2_offset": -zero_point(b), "input2_multiplier": m2, "input2_shift": s2,
+            "output_offset": zero_point(o_t), "output_multiplier": mo, "output_shift": so,
+            "quantized_activation_min": lo, "quantized_activation_max": hi}
 
 
 def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
