@@ -84,7 +84,7 @@ def test_a_cortex_m_project_carries_the_wrappers_and_the_flags(tmp_path):
     assert not (lib / tflm_tree.KERNELS_DIR / "conv.cc").exists()
     assert (lib / "third_party/cmsis_nn/Source/ConvolutionFunctions/arm_convolve_wrapper_s8.c").is_file()
     ini = (out / "platformio.ini").read_text()
-    assert ini.count("-DCMSIS_NN") == 3                       # board, sim and qemu environments
+    assert ini.count("-DCMSIS_NN") == 4                       # board, validate, sim and qemu environments
     assert "-I lib/tflm/third_party/cmsis_nn/Include" in ini
     assert '"-DCMSIS_NN"' in (lib / "library.json").read_text()
     ref = tmp_path / "ref"
