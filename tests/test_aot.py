@@ -167,3 +167,40 @@ def test_a_converter_model_with_every_covered_op_matches_the_oracle(tmp_path):
         report = json.loads(r.stdout)
         assert report["ok"] and report["per_op"]["op"] is None, report
         assert report["kernels"].startswith("cmsis-nn" if board == "mps2_an386" else "reference")
+
+
+@pytest.mark.slow
+def test_pad_mul_logistic_concatenation_and_mean_match_the_oracle(tmp_path):
+    """A second converter model: zero padding (PAD), a sigmoid gate (LOGISTIC) multiplied in (MUL, the
+    same shapes: CMSIS-NN's elementwise kernel on the Cortex-M4F), two branches joined on the channels
+    (CONCATENATION) and a global average (MEAN, its accumulator a planned scratch buffer): byte-exact op
+    by op on the host and the Cortex-M4F."""
+    needs.cortex_m()
+    needs.cmsis_nn()
+    import numpy as np
+    from codegen.quantize.tfimport import import_tensorflow
+    tf = import_tensorflow()
+    layers = tf.keras.layers
+    x = tf.keras.Input((8, 8, 4), batch_size=1)
+    a = layers.Conv2D(8, 3)(x)                                          # 6x6x8
+    gate = layers.Activation("sigmoid")(layers.Conv2D(8, 1)(a))
+    b = layers.Multiply()([a, gate])
+    c = layers.Concatenate()([layers.Conv2D(4, 1, activation="relu")(b), layers.Conv2D(4, 1)(a)])
+    padded = layers.ZeroPadding2D(((1, 2), (0, 1)))(c)                  # 9x7: a PAD the converter keeps
+    y = layers.Dense(5)(layers.GlobalAveragePooling2D()(layers.MaxPooling2D(3)(padded)))   # MEAN
+    rng = np.random.default_rng(1)
+    conv = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(x, y))
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rng.standard_normal((1, 8, 8, 4)).astype(np.float32)] for _ in range(50))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    path = tmp_path / "zoo2.tflite"
+    path.write_bytes(conv.convert())
+    ops = json.loads(run_tfgen("inspect", path, "--json", "--no-arena").stdout)["ops"]
+    assert {o["name"] for o in ops} >= {"PAD", "LOGISTIC", "MUL", "CONCATENATION", "MEAN"}, ops
+    for board in ("host", "mps2_an386"):
+        r = run_tfgen("verify", path, "--board", board, "--runtime", "aot", "--vectors", 10, "--per-op", "--json",
+                      timeout=1800)
+        assert r.returncode == 0, r.stderr + r.stdout
+        report = json.loads(r.stdout)
+        assert report["ok"] and report["per_op"]["op"] is None, report

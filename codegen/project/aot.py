@@ -19,12 +19,12 @@ from codegen.errors import TfgenError
 from codegen.model import memplan
 from codegen.model.inspection import schema
 from codegen.model.ir import ModelIR, Operator, Tensor
-from codegen.project.prepare import (activation_range, add_params, compute_padding, per_channel_multipliers,
-                                     quantize_multiplier, softmax_params, zero_point)
+from codegen.project.prepare import (activation_range, add_params, compute_padding, logistic_params, mul_params,
+                                     per_channel_multipliers, quantize_multiplier, softmax_params, zero_point)
 
 RUNTIMES = ("tflm", "aot")
 COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
-           "SOFTMAX", "ADD")
+           "SOFTMAX", "ADD", "MUL", "LOGISTIC", "PAD", "CONCATENATION", "MEAN")
 # What the generated code compiles beyond TFLM's headers: MultiplyByQuantizedMultiplier, TfLiteTypeGetName.
 TFLM_SOURCES = ("tensorflow/lite/kernels/internal/common.cc", "tensorflow/lite/core/c/common.cc")
 CTYPES = {"int8": "std::int8_t", "int16": "std::int16_t", "int32": "std::int32_t", "int64": "std::int64_t",
@@ -134,7 +134,7 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "")
 
     ops, extra = [], []
     for i, op in enumerate(o for o in ir.operators if o.subgraph == 0):
-        lowered, arrays = _lower_op(ir, op, graph.Operators(i), fb, operand)
+        lowered, arrays = _lower_op(ir, op, graph.Operators(i), fb, operand, lambda t: _values(m, ir.tensors[t]))
         if kernels == "cmsis-nn":
             lowered, more = cmsis_op(ir, lowered, core in DSP_CORES)
             arrays += more
@@ -163,16 +163,24 @@ def _rebuffer(op: AotOp, buffer_of: dict[int, int]) -> AotOp:
                  buffer_of.get(memplan.scratch_id(op.index), -1))
 
 
-def _constant(m, t: Tensor, ctype: str) -> Constant:
+def _values(m, t: Tensor) -> np.ndarray:
     raw = m.Buffers(t.buffer).DataAsNumpy()
-    values = np.frombuffer(np.asarray(raw, np.uint8).tobytes(), np.dtype(t.dtype).newbyteorder("<"))
+    return np.frombuffer(np.asarray(raw, np.uint8).tobytes(), np.dtype(t.dtype).newbyteorder("<"))
+
+
+def _constant(m, t: Tensor, ctype: str) -> Constant:
+    values = _values(m, t)
     return Constant(f"k_t{t.index}", ctype, int(values.size), ", ".join(map(str, values.tolist())))
 
 
-def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand) -> tuple[AotOp, list[Constant]]:
+def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand, values) -> tuple[AotOp, list[Constant]]:
     ins = [operand(t) for t in op.inputs]
     out = operand(op.outputs[0])
     table = fop.BuiltinOptions()
+    if op.name in ("LOGISTIC", "PAD", "CONCATENATION"):
+        return _data_movement(ir, op, fb, table, ins, out, values), []
+    if op.name == "MEAN":
+        return _mean(ir, op, fb, table, ins, out, values), []
     if op.name == "RESHAPE":
         return AotOp(op.index, op.name, "view", {"input": ins[0], "output": out}, {}), []
     if op.name == "SOFTMAX":
@@ -194,13 +202,59 @@ def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand) -> tuple[AotOp, list[
                      function=f"tflite::reference_integer_ops::{fn}"), []
     if op.name == "FULLY_CONNECTED":
         return _fully_connected(ir, op, fb, table, ins, out)
-    if op.name == "ADD":
-        opts = _options(fb.AddOptions, table)
-        return AotOp(op.index, op.name, "add", {"input": ins[0], "input2": ins[1], "output": out},
-                     add_params(ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]],
-                                opts.FusedActivationFunction()),
-                     function="tflite::reference_integer_ops::Add"), []
+    if op.name in ("ADD", "MUL"):
+        opts = _options(fb.AddOptions if op.name == "ADD" else fb.MulOptions, table)
+        make = add_params if op.name == "ADD" else mul_params
+        return AotOp(op.index, op.name, op.name.lower(), {"input": ins[0], "input2": ins[1], "output": out},
+                     make(ir.tensors[op.inputs[0]], ir.tensors[op.inputs[1]], ir.tensors[op.outputs[0]],
+                          opts.FusedActivationFunction()),
+                     function=f"tflite::reference_integer_ops::{op.name.title()}"), []
     return _convolution(ir, op, fb, table, ins, out)
+
+
+def _data_movement(ir: ModelIR, op: Operator, fb, table, ins: list, out: Operand, values) -> AotOp:
+    """LOGISTIC (logistic_common.cc), PAD (pad_common.cc: paddings from its constant tensor) and
+    CONCATENATION (inputs of the output's scale and zero point, as TFLM requires)."""
+    i_t, o_t = ir.tensors[op.inputs[0]], ir.tensors[op.outputs[0]]
+    if op.name == "LOGISTIC":
+        return AotOp(op.index, op.name, "logistic", {"input": ins[0], "output": out}, logistic_params(i_t),
+                     function="tflite::reference_integer_ops::Logistic")
+    if op.name == "PAD":
+        pads = values(op.inputs[1]).reshape(-1, 2).tolist()
+        pad_value = zero_point(o_t) if len(op.inputs) < 3 or op.inputs[2] < 0 else int(values(op.inputs[2])[0])
+        image = len(pads) == 4 and pads[0] == [0, 0] and pads[3] == [0, 0]
+        params = {"left_padding_count": len(pads), "right_padding_count": len(pads),
+                  **{f"left_padding[{k}]": lr[0] for k, lr in enumerate(pads)},
+                  **{f"right_padding[{k}]": lr[1] for k, lr in enumerate(pads)},
+                  "resizing_category": "tflite::ResizingCategory::k" + ("ImageStyle" if image else "GenericResize")}
+        return AotOp(op.index, op.name, "pad", {"input": ins[0], "output": out}, params | {"pad_value": pad_value},
+                     function="tflite::reference_ops::" + ("PadImageStyle" if image else "Pad"))
+    opts = _options(fb.ConcatenationOptions, table)
+    for t in op.inputs:
+        q, oq = ir.tensors[t].quantization, o_t.quantization
+        if q is None or oq is None or (np.float32(q.scales[0]), zero_point(ir.tensors[t])) != (
+                np.float32(oq.scales[0]), zero_point(o_t)):
+            raise TfgenError(f"{ir.source}: CONCATENATION op {op.index} joins tensors of other scales than its "
+                             "output's, which TFLM refuses", "re-export the model")
+    axis = opts.Axis() if opts.Axis() >= 0 else len(o_t.shape) + opts.Axis()
+    operands = {f"input{k}": o for k, o in enumerate(ins)} | {"output": out}
+    return AotOp(op.index, op.name, "concat", operands, {"axis": axis, "inputs_count": len(ins)},
+                 function="tflite::reference_ops::Concatenation")
+
+
+def _mean(ir: ModelIR, op: Operator, fb, table, ins: list, out: Operand, values) -> AotOp:
+    """MEAN for int8 (reduce_common.cc): QuantizedMeanOrSum with the scales' ratio as multiplier, over the
+    constant axes, its int32 accumulator a scratch buffer in the plan."""
+    i_t, o_t = ir.tensors[op.inputs[0]], ir.tensors[op.outputs[0]]
+    opts = _options(fb.ReducerOptions, table)
+    axes = [int(a) for a in values(op.inputs[1]).tolist()]
+    mult, shift = quantize_multiplier(float(np.float32(i_t.quantization.scales[0]))
+                                      / float(np.float32(o_t.quantization.scales[0])))
+    params = {"input_zero_point": zero_point(i_t), "output_zero_point": zero_point(o_t), "multiplier": mult,
+              "shift": shift, "axes": axes, "keep_dims": bool(opts.KeepDims()),
+              "input_dims": list(i_t.shape), "output_dims": list(o_t.shape)}
+    return AotOp(op.index, op.name, "mean", {"input": ins[0], "output": out}, params,
+                 function="tflite::reference_ops::QuantizedMeanOrSumExtraArgs", scratch=4 * max(o_t.elements, 1))
 
 
 def _options(cls, table):
@@ -269,7 +323,7 @@ CMSIS_CORES = DSP_CORES | {"cortex-m0plus", "cortex-m3"}                        
 CMSIS_FUNCTIONS = {"conv": "arm_convolve_wrapper_s8", "depthwise": "arm_depthwise_conv_wrapper_s8",
                    "fc": "arm_fully_connected_wrapper_s8", "fc_1x1": "arm_convolve_1x1_s8_fast",
                    "avg_pool": "arm_avgpool_s8", "max_pool": "arm_max_pool_s8", "softmax": "arm_softmax_s8",
-                   "add": "arm_elementwise_add_s8"}
+                   "add": "arm_elementwise_add_s8", "mul": "arm_elementwise_mul_s8"}
 
 
 def _dims(n: int, h: int, w: int, c: int) -> dict:
@@ -286,10 +340,12 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
     if op.kind == "view":
         return op, []
     p, o = op.params, op.operands
-    if op.kind == "add":                    # TFLM's wrapper: CMSIS-NN unless the shapes broadcast
+    if op.kind in ("add", "mul"):           # TFLM's wrappers: CMSIS-NN unless the shapes broadcast
         if o["input"].dims != o["input2"].dims:
             return op, []
-        return _as_cmsis(op, "add", {"size": math.prod(o["output"].dims)}, 0), []
+        return _as_cmsis(op, op.kind, {"size": math.prod(o["output"].dims)}, 0), []
+    if op.kind in ("logistic", "pad", "concat", "mean"):     # TFLM runs its reference kernels for these
+        return op, []
     out = o["output"].dims
     if op.kind in ("conv", "depthwise"):
         i_d, f_d = o["input"].dims, o["filter"].dims

@@ -107,6 +107,33 @@ def add_params(a: Tensor, b: Tensor, o_t: Tensor, activation: int) -> dict:
             "quantized_activation_min": lo, "quantized_activation_max": hi}
 
 
+def mul_params(a: Tensor, b: Tensor, o_t: Tensor, activation: int) -> dict:
+    """CalculateOpDataMul for int8 (mul_common.cc): the three scales' ratio in double."""
+    real = (float(np.float32(a.quantization.scales[0])) * float(np.float32(b.quantization.scales[0]))
+            / float(np.float32(o_t.quantization.scales[0])))
+    mult, shift = quantize_multiplier(real)
+    lo, hi = activation_range(o_t, activation)
+    return {"input1_offset": -zero_point(a), "input2_offset": -zero_point(b), "output_offset": zero_point(o_t),
+            "output_multiplier": mult, "output_shift": shift, "quantized_activation_min": lo,
+            "quantized_activation_max": hi}
+
+
+def logistic_params(i_t: Tensor) -> dict:
+    """CalculateArithmeticOpDataLogistic for int8 (logistic_common.cc): frexp and one rounding, no
+    halving (its multiplier is an int32 cast of the rounded value, as there)."""
+    bits = 4                                                 # kInputIntegerBits
+    real = float(np.float32(i_t.quantization.scales[0])) * float(1 << (31 - bits))
+    q, shift = math.frexp(real)
+    mult = round_half_away(q * (1 << 31))
+    mult = mult - (1 << 32) if mult >= 1 << 31 else mult     # static_cast<int32_t> of 2^31 wraps
+    if shift < 0:
+        raise TfgenError(f"LOGISTIC input scale {i_t.quantization.scales[0]!r} is below 2^-28, where TFLM's radius "
+                         "shifts by a negative amount", "use --runtime tflm")
+    radius = math.floor(1.0 * ((1 << bits) - 1) * (1 << (31 - bits)) / (1 << shift))   # CalculateInputRadius
+    return {"input_zero_point": zero_point(i_t), "input_range_radius": int(radius), "input_multiplier": mult,
+            "input_left_shift": shift}
+
+
 def softmax_params(i_t: Tensor, o_t: Tensor, beta: float) -> dict:
     """CalculateSoftmaxParams for int8 -> int8: PreprocessSoftmaxScaling and CalculateInputRadius."""
     if i_t.dtype != "int8" or o_t.dtype != "int8":
