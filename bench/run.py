@@ -47,7 +47,8 @@ SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "mo
 MODELS = {"kws_ref_model": SHARED / "mlperf_tiny" / "kws_ref_model.tflite",
           "ad01_int8": SHARED / "mlperf_tiny" / "ad01_int8.tflite",
           "hello_world_int8": SHARED / "tflm_examples" / "hello_world_int8.tflite",
-          "person_detect": SHARED / "tflm_examples" / "person_detect.tflite"}
+          "person_detect": SHARED / "tflm_examples" / "person_detect.tflite",
+          "simple_add_model": SHARED / "tflm_examples" / "simple_add_model.tflite"}
 BOARD = "mps2_an386"
 VECTORS = 2
 
@@ -232,7 +233,8 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(MODELS)[:3], choices=list(MODELS),
-                    help="default: kws_ref_model ad01_int8 hello_world_int8 (person_detect takes minutes more)")
+                    help="default: kws_ref_model ad01_int8 hello_world_int8 (person_detect takes minutes more; "
+                         "simple_add_model is one ADD)")
     ap.add_argument("--no-tool-speed", action="store_true", help="skip the digits timing")
     ap.add_argument("--json", type=Path, default=REPO / "bench" / "results.json")
     ap.add_argument("--work", type=Path, help="work directory (default: a temporary one)")
