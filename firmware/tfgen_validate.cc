@@ -143,18 +143,19 @@ class Server {
     if (ready_) {
       SendReady(0);
     } else {
-      SendError(kErrorInit, "the interpreter did not start on the board (see its console): arena or ops");
+      SendError(kErrorInit, 0, "the interpreter did not start on the board (see its console): arena or ops");
     }
     for (;;) {
       std::uint8_t type = 0;
       std::uint32_t length = 0;
       if (!ReadHeader(&type, &length)) continue;
+      current_ = type;
       if (type == 'H') {
         Hello(length);
       } else if (type == 'I') {
         Infer(length);
       } else {
-        SendError(kErrorType, "unknown frame type 0x%02x", type);
+        SendError(kErrorType, type, "unknown frame type 0x%02x", type);
       }
     }
   }
@@ -175,7 +176,7 @@ class Server {
     std::uint8_t header[5];
     const std::size_t got = reader_.Read(header, sizeof(header), &crc_);
     if (got != sizeof(header)) {
-      SendError(kErrorIncomplete, "a frame's header stopped after %lu of 5 bytes", static_cast<unsigned long>(got));
+      SendError(kErrorIncomplete, 0, "a frame's header stopped after %lu of 5 bytes", static_cast<unsigned long>(got));
       return false;
     }
     *type = header[0];
@@ -187,7 +188,7 @@ class Server {
   bool Payload(std::uint8_t* into, std::size_t count, std::size_t done, std::size_t total) {
     const std::size_t got = reader_.Read(into, count, &crc_);
     if (got == count) return true;
-    SendError(kErrorIncomplete, "a frame stopped after %lu of its %lu bytes (nothing for %lu ms)",
+    SendError(kErrorIncomplete, current_, "a frame stopped after %lu of its %lu bytes (nothing for %lu ms)",
               static_cast<unsigned long>(done + got), static_cast<unsigned long>(total),
               static_cast<unsigned long>(kByteTimeoutMs));
     return false;
@@ -197,12 +198,12 @@ class Server {
   bool CrcMatches(std::size_t total) {
     std::uint8_t le[4];
     if (reader_.Read(le, sizeof(le), nullptr) != sizeof(le)) {
-      SendError(kErrorIncomplete, "a frame of %lu bytes stopped in its CRC (nothing for %lu ms)",
+      SendError(kErrorIncomplete, current_, "a frame of %lu bytes stopped in its CRC (nothing for %lu ms)",
                 static_cast<unsigned long>(total), static_cast<unsigned long>(kByteTimeoutMs));
       return false;
     }
     if (FromLe(le) != crc_) {
-      SendError(kErrorCrc, "a frame of %lu bytes failed its CRC (a byte changed on the line)",
+      SendError(kErrorCrc, current_, "a frame of %lu bytes failed its CRC (a byte changed on the line)",
                 static_cast<unsigned long>(total));
       return false;
     }
@@ -211,19 +212,19 @@ class Server {
 
   void Hello(std::uint32_t length) {
     if (length != kHashHex) {
-      SendError(kErrorLength, "a hello of %lu bytes; it is a sha256 in %lu hex digits",
+      SendError(kErrorLength, current_, "a hello of %lu bytes; it is a sha256 in %lu hex digits",
                 static_cast<unsigned long>(length), static_cast<unsigned long>(kHashHex));
       return;
     }
     std::uint8_t hash[kHashHex];
     if (!Payload(hash, sizeof(hash), 0, length) || !CrcMatches(length)) return;
     if (!ready_) {
-      SendError(kErrorInit, "the interpreter did not start on the board (see its console): arena or ops");
+      SendError(kErrorInit, current_, "the interpreter did not start on the board (see its console): arena or ops");
       return;
     }
     if (std::memcmp(hash, tfgen_model::kModelSha256, kHashHex) != 0) {
       hello_ = false;
-      SendError(kErrorWrongModel, "this board runs %s, sha256 %s", tfgen_model::kModelName,
+      SendError(kErrorWrongModel, current_, "this board runs %s, sha256 %s", tfgen_model::kModelName,
                 tfgen_model::kModelSha256);
       return;
     }
@@ -234,7 +235,7 @@ class Server {
   void Infer(std::uint32_t length) {
     const std::size_t in_bytes = InputBytes();
     if (length != 4 + in_bytes) {
-      SendError(kErrorLength, "an input frame of %lu bytes; this model takes 4 + %lu",
+      SendError(kErrorLength, current_, "an input frame of %lu bytes; this model takes 4 + %lu",
                 static_cast<unsigned long>(length), static_cast<unsigned long>(in_bytes));
       return;
     }
@@ -251,11 +252,11 @@ class Server {
     }
     if (!CrcMatches(length)) return;
     if (!ready_) {
-      SendError(kErrorInit, "the interpreter did not start on the board (see its console): arena or ops");
+      SendError(kErrorInit, current_, "the interpreter did not start on the board (see its console): arena or ops");
     } else if (!hello_) {
-      SendError(kErrorNoHello, "an input before a hello with this board's model hash");
+      SendError(kErrorNoHello, current_, "an input before a hello with this board's model hash");
     } else if (!reset || runner_.Invoke() != kTfLiteOk) {
-      SendError(kErrorInvoke, "vector %lu: %s failed on the board (see its console)",
+      SendError(kErrorInvoke, current_, "vector %lu: %s failed on the board (see its console)",
                 static_cast<unsigned long>(FromLe(index_le)), reset ? "Invoke" : "Reset");
     } else {
       SendOutputs(FromLe(index_le));
@@ -296,9 +297,10 @@ class Server {
     writer_.End();
   }
 
-  void SendError(std::uint8_t code, const char* format, ...)
+  // ``answers``: the type of the frame this error answers (0: not known, its header did not come).
+  void SendError(std::uint8_t code, std::uint8_t answers, const char* format, ...)
 #if defined(__GNUC__)
-      __attribute__((format(printf, 3, 4)))
+      __attribute__((format(printf, 4, 5)))
 #endif
   {
     char message[192];
@@ -307,8 +309,9 @@ class Server {
     const int n = std::vsnprintf(message, sizeof(message), format, args);
     va_end(args);
     const std::size_t len = n < 0 ? 0 : (static_cast<std::size_t>(n) < sizeof(message) ? n : sizeof(message) - 1);
-    writer_.Begin('E', static_cast<std::uint32_t>(1 + len));
+    writer_.Begin('E', static_cast<std::uint32_t>(2 + len));
     writer_.Put(&code, 1);
+    writer_.Put(&answers, 1);
     writer_.Put(message, len);
     writer_.End();
   }
@@ -317,6 +320,7 @@ class Server {
   Reader reader_;
   Writer writer_;
   std::uint32_t crc_ = 0;
+  std::uint8_t current_ = 0;      // the type of the frame being answered
   bool ready_ = false;
   bool hello_ = false;
 };

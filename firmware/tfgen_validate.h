@@ -18,7 +18,9 @@
 //               "sha256 NUL tick-source NUL platform NUL model-name". Sent at boot, unasked.
 //   'O' output  vector index (4), Invoke ticks (4), Invoke us (4), op events N (4), N x ticks (4),
 //               then every output tensor's bytes, in order.
-//   'E' error   code (1), then a message. Codes: tfgen::ValidateError.
+//   'E' error   code (1), the type of the frame it answers (1; 0 when its header did not come), then
+//               a message. Codes: tfgen::ValidateError. The host ignores errors that answer an
+//               earlier session's frames (a board keeps the bytes a previous run left on the line).
 // A frame that stops short (no byte for TFGEN_VALIDATE_BYTE_TIMEOUT_MS) or fails its CRC is answered
 // with 'E', and the board waits for the next frame's start.
 #ifndef TFGEN_VALIDATE_H_

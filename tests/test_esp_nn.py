@@ -55,7 +55,7 @@ def test_an_esp32_project_carries_the_kernels_the_chip_runs(tmp_path):
     assert report["kernels"] == f"esp-nn (esp-nn {esp_nn.PINNED_VERSION})"
     assert set(report["optimized_ops"]) == {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED",
                                             "SOFTMAX"}
-    assert report["environments"] == ["esp32", "sim", "qemu"]
+    assert report["environments"] == ["esp32", "validate", "sim", "qemu"]
     kernels = out / "lib" / "tflm" / "tensorflow" / "lite" / "micro" / "kernels"
     for name in ("conv.cc", "depthwise_conv.cc", "fully_connected.cc", "pooling.cc", "softmax.cc"):
         assert (kernels / "esp_nn" / name).is_file() and not (kernels / name).exists(), name

@@ -126,7 +126,8 @@ def _tree_includes() -> list[str]:
 
 @pytest.mark.parametrize("compiler", ["host", "cortex-m4"])
 def test_harness_compiles_on_every_platform_branch(tmp_path, compiler):
-    """Warnings as errors, in test mode and in example mode, for the host and for a Cortex-M4."""
+    """Warnings as errors, in test mode, in example mode and in validation mode (the serial link and the
+    cycle counter of each branch), for the host and for a Cortex-M4."""
     includes = _tree_includes()
     if compiler == "host":
         cmd = [builder.CXX, *builder.COMMON_FLAGS]
@@ -137,8 +138,8 @@ def test_harness_compiles_on_every_platform_branch(tmp_path, compiler):
             f"-I{HERE / 'stubs'}", *includes]
     jobs = []
     for branch, defines in BRANCHES.items():
-        for mode in ((), ("-DTFGEN_TEST_MODE",)):
-            files = ["main.cpp", "tfgen_platform.cc"]
+        for mode in ((), ("-DTFGEN_TEST_MODE",), ("-DTFGEN_VALIDATE", "-DTFGEN_PROFILE")):
+            files = ["main.cpp", "tfgen_platform.cc", *(("tfgen_validate.cc",) if len(mode) == 2 else ())]
             if branch == "host":
                 files += ["tfgen_runtime.cc", "tfgen_replay.cc"]
             for f in files:

@@ -113,6 +113,7 @@ def verify_on_board(ir: ModelIR, model: bytes, board: Board, inputs: list, port:
         else:
             vs, how = _upload_pio(stack, ir, model, board, inputs, port, tflm_dir, command, options), "platformio"
         port_handle = stack.enter_context(link.open_port(port, baud, connect_timeout=30 if how == "qemu" else 2))
+        port_handle.reset_input_buffer()        # what an earlier run left unread
         session = Session(link.Link(port_handle), port, timeout)
         ready = session.hello(ir.sha256, Path(ir.source).name)
         received = session.run(vs)
@@ -129,6 +130,8 @@ class Session:
         self.link.send(link.HELLO, sha256.encode())
         while True:
             kind, payload = self._receive("the hello")
+            if kind == link.ERROR and len(payload) >= 2 and payload[1:2] not in (link.HELLO, b"\0"):
+                continue                        # it answers an earlier run's frame, left on the line
             if kind == link.READY:
                 ready = link.Ready.parse(payload)
                 if ready.reason == 1:
@@ -187,10 +190,10 @@ class Session:
             raise link.LinkError("reset", f"the board on {self.port} restarted during {what} (it announced itself "
                                  "again)", "a power dip, a watchdog or a crash in Invoke: see its console "
                                  "(`tfgen monitor`)")
-        if kind != link.ERROR or not payload:
+        if kind != link.ERROR or len(payload) < 2:
             raise link.LinkError("garbled", f"the board sent a frame of type {kind!r} in answer to {what} on "
                                  f"{self.port}", LINE_HINT)
-        code, message = link.ERRORS.get(payload[0], str(payload[0])), payload[1:].decode("utf-8", "replace")
+        code, message = link.ERRORS.get(payload[0], str(payload[0])), payload[2:].decode("utf-8", "replace")
         if code == "wrong-model":
             raise link.LinkError(code, f"the board on {self.port} does not run {name} (sha256 {sha256[:16]}...): "
                                  f"{message}", "upload this model's validation firmware: verify without "
