@@ -112,7 +112,7 @@ def _buffers(ir: ModelIR, ops: list[Operator]) -> tuple[list[Buffer], int]:
                    max(last[t] for t in ts)) for ts in groups.values()], len(owner)
 
 
-def _aligned(n: int) -> int:
+def aligned(n: int) -> int:
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
@@ -120,7 +120,7 @@ def _place(buffers: list[Buffer]) -> list[Buffer]:
     """Largest first, each at the lowest aligned offset free over its lifetime."""
     placed: list[Buffer] = []
     for b in sorted(buffers, key=lambda b: (-b.size, b.first, b.tensors)):
-        taken = sorted((p.offset, p.offset + _aligned(p.size)) for p in placed
+        taken = sorted((p.offset, p.offset + aligned(p.size)) for p in placed
                        if p.first <= b.last and b.first <= p.last)
         offset = 0
         for start, stop in taken:

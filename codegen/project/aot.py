@@ -144,7 +144,7 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "")
     mem = memplan.plan(ir, scratch)
     buffer_of = {t: b for b, buf in enumerate(mem.buffers) for t in buf.tensors}
     ops = [_rebuffer(o, buffer_of) for o in ops]
-    sizes = [memplan._aligned(b.size) for b in mem.buffers]
+    sizes = [memplan.aligned(b.size) for b in mem.buffers]
     seq = tuple(int(s) for s in np.cumsum([0, *sizes[:-1]])) if sizes else ()
     op_outputs = tuple((o.index, t, buffer_of[t], memplan.tensor_bytes(ir, t))
                        for o, op in zip(ops, (x for x in ir.operators if x.subgraph == 0))

@@ -24,7 +24,8 @@ def zero_point(t: Tensor) -> int:
 
 
 def round_half_away(x: float) -> int:
-    """std::round / TfLiteRound: halves away from zero."""
+    """std::round / TfLiteRound on a double: halves away from zero, exactly (numerics.round_half_away
+    adds 0.5, exact only for float32 inputs)."""
     f = math.floor(abs(x))
     r = f + 1 if abs(x) - f >= 0.5 else f
     return int(r if x >= 0 else -r)
