@@ -31,11 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TFGEN_SHARED_MODELS", REPO.parent / "shared" / "models"))
 # (board, kernels, where it runs): TFLM's reference kernels, CMSIS-NN on the Cortex-M4F, and the ESP-NN
 # kernels an ESP32 runs, on the host (with AddressSanitizer and UBSan) and on the Cortex-M4F in QEMU.
-# Then `--runtime aot` (the model as code, no interpreter) on the host and with CMSIS-NN on the Cortex-M4F,
-# where it covers the model's ops (else its one-line refusal is the cell).
+# Then `--runtime aot` (the model as code, no interpreter) on the host, with CMSIS-NN on the Cortex-M4F and
+# with esp-nn for an ESP32 (on the host, sanitized), where it covers the model's ops (else its one-line
+# refusal is the cell).
 VERIFY = (("host", "reference", None), ("mps2_an386", "reference", None), ("mps2_an386", "cmsis-nn", None),
           ("esp32", "esp-nn", "host"), ("esp32", "esp-nn", "qemu"), ("host", "aot", None),
-          ("mps2_an386", "cmsis-nn aot", None))
+          ("mps2_an386", "cmsis-nn aot", None), ("esp32", "esp-nn aot", "host"))
 
 
 def verify_key(board: str, kernels: str, on: str | None) -> str:

@@ -325,6 +325,10 @@ TfLiteStatus Runner::Init() {
     return kTfLiteError;
   }
   init_called_ = true;
+  if (tfgen_model::ArenaBuffer() == nullptr) {
+    PrintError("could not allocate the %lu-byte activation buffer", static_cast<unsigned long>(tfgen_model::kArenaSize));
+    return kTfLiteError;
+  }
   if (reinterpret_cast<std::uintptr_t>(tfgen_model::ArenaBuffer()) % kArenaAlignment != 0) {
     PrintError("the activation buffer is not %lu-byte aligned", static_cast<unsigned long>(kArenaAlignment));
     return kTfLiteError;

@@ -55,11 +55,9 @@ def test_an_op_aot_does_not_cover_is_named_and_tflm_suggested(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-def test_16x8_and_esp_boards_are_refused_for_aot(tmp_path):
+def test_16x8_models_are_refused_for_aot():
     r = run_tfgen("verify", model("seanet_conv0"), "--board", "host", "--runtime", "aot")
-    assert "int8 activations" in _one_line(r)
-    r = run_tfgen("generate", model("hello_world_int8"), "--board", "esp32", "-o", tmp_path / "e", "--runtime", "aot")
-    assert "ESP chips" in _one_line(r) and "--runtime tflm" in r.stderr
+    assert "int8 activations" in _one_line(r) and "--runtime tflm" in r.stderr
 
 
 # --- the project ------------------------------------------------------------------------------------
@@ -145,20 +143,23 @@ def _int8_model(tf, model, shape, path, seed):
 
 
 def _verify_aot_op_by_op(path) -> None:
-    for board in ("host", "mps2_an386"):
+    """Byte-exact op by op: TFLM's reference kernels on the host, CMSIS-NN on the Cortex-M4F, and esp-nn's
+    generic C (an ESP32's) on the host and on the Cortex-M4F."""
+    needs.esp_nn()
+    for board, on, kernels in (("host", None, "reference"), ("mps2_an386", None, "cmsis-nn"),
+                               ("esp32", "host", "esp-nn"), ("esp32", "qemu", "esp-nn")):
         r = run_tfgen("verify", path, "--board", board, "--runtime", "aot", "--vectors", 10, "--per-op", "--json",
-                      timeout=1800)
+                      *(("--on", on) if on else ()), timeout=1800)
         assert r.returncode == 0, r.stderr + r.stdout
         report = json.loads(r.stdout)
         assert report["ok"] and report["per_op"]["op"] is None, report
-        assert report["kernels"].startswith("cmsis-nn" if board == "mps2_an386" else "reference")
+        assert report["kernels"].startswith(kernels), report["kernels"]
 
 
 @pytest.mark.slow
 def test_a_converter_model_with_every_covered_op_matches_the_oracle(tmp_path):
     """Stride 2 and valid padding, relu6, a depth multiplier, an ADD that broadcasts (a tensor and its
-    per-channel maximum), max and average pools, dense and softmax: byte-exact op by op on the host and
-    with CMSIS-NN on the Cortex-M4F."""
+    per-channel maximum), max and average pools, dense and softmax: byte-exact op by op (_verify_aot_op_by_op)."""
     needs.cortex_m()
     needs.cmsis_nn()
     from codegen.quantize.tfimport import import_tensorflow
@@ -182,7 +183,7 @@ def test_pad_mul_logistic_concatenation_and_mean_match_the_oracle(tmp_path):
     """A second converter model: zero padding (PAD), a sigmoid gate (LOGISTIC) multiplied in (MUL, the
     same shapes: CMSIS-NN's elementwise kernel on the Cortex-M4F), two branches joined on the channels
     (CONCATENATION) and a global average (MEAN, its accumulator a planned scratch buffer): byte-exact op
-    by op on the host and the Cortex-M4F."""
+    by op (_verify_aot_op_by_op)."""
     needs.cortex_m()
     needs.cmsis_nn()
     from codegen.quantize.tfimport import import_tensorflow

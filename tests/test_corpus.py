@@ -1,7 +1,8 @@
 """The corpus tier: every .tflite in ../shared/models/ (more may come) through inspect -> reference ->
 generate (every built-in board) -> verify on the host and on mps2_an386 (QEMU's Cortex-M4F) with TFLM's
 reference kernels and with CMSIS-NN, and for esp32 with the ESP-NN kernels the chip runs, on the host
-(sanitized) and on QEMU, by the steps of bench/corpus.py.
+(sanitized) and on QEMU; then `--runtime aot` on the host, with CMSIS-NN and with esp-nn; by the steps
+of bench/corpus.py.
 
 Every integer model verifies byte-exact against the oracle wherever it fits; a board that cannot
 hold a model says so with the figure (it is recorded, not skipped). inspect's ops, the generated
@@ -33,6 +34,11 @@ REFUSED = {"hello_world_float": "tfgen quantize"}
 AOT_COVERED = {"ad01_int8", "hello_world_int8", "kws_ref_model", "person_detect", "simple_add_model"}
 
 pytestmark = pytest.mark.slow
+
+
+def _aot(key: str) -> bool:
+    """A verify column of --runtime aot ("host/aot", "mps2_an386/cmsis-nn aot", "esp32/esp-nn aot on host")."""
+    return "aot" in key.split("/", 1)[1].split()
 
 
 def opcodes_used(path: Path) -> list[str]:
@@ -87,7 +93,7 @@ def test_every_model_runs_end_to_end(name, tmp_path):
     assert host["ok"] and host["mismatched_bytes"] == 0 and host["bytes_compared"] > 0, host
     for key, v in row["verify"].items():
         if "refused" in v:                      # aot, for a model it does not cover: says what and why
-            assert key.endswith("aot") and name not in AOT_COVERED, f"{key}: {v}"
+            assert _aot(key) and name not in AOT_COVERED, f"{key}: {v}"
             assert "--runtime aot" in v["refused"] and ("does not cover" in v["refused"] or "int8" in v["refused"]
                                                         or "one graph" in v["refused"]), v
             continue
@@ -102,11 +108,13 @@ def test_every_model_runs_end_to_end(name, tmp_path):
         assert 0 < v["arena_used_bytes"] <= v["arena_size"], f"{key}: {v}"
         if key.startswith("mps2_an386/") or key.endswith(" on qemu"):
             assert v["instructions_per_inference"] > 0 and v["flash_bytes"] > 0
-            if not key.endswith("aot"):         # aot's flash holds the weights, not the whole flatbuffer
+            if not _aot(key):                   # aot's flash holds the weights, not the whole flatbuffer
                 assert v["flash_bytes"] > path.stat().st_size
     if name in AOT_COVERED:                     # no interpreter: the arena is the static plan, and no bigger
         aot, tflm = row["verify"]["mps2_an386/cmsis-nn aot"], row["verify"]["mps2_an386/cmsis-nn"]
         assert aot["ok"] and aot["kernels"].startswith("cmsis-nn") and row["verify"]["host/aot"]["ok"], aot
+        esp = row["verify"]["esp32/esp-nn aot on host"]
+        assert esp["ok"] and esp["kernels"].startswith("esp-nn") and esp["sanitized"], esp
         assert aot["arena_used_bytes"] < tflm["arena_used_bytes"] and aot["flash_bytes"] < tflm["flash_bytes"], aot
         assert aot["instructions_per_inference"] <= tflm["instructions_per_inference"] * 1.01, aot
     cmsis = row["verify"]["mps2_an386/cmsis-nn"]

@@ -19,6 +19,7 @@ from codegen.errors import TfgenError
 from codegen.model import memplan
 from codegen.model.inspection import schema
 from codegen.model.ir import ModelIR, Operator, Tensor
+from codegen.project import aot_espnn
 from codegen.project.prepare import (activation_range, add_params, compute_padding, logistic_params, mul_params,
                                      per_channel_multipliers, quantize_multiplier, softmax_params, zero_point)
 
@@ -59,7 +60,7 @@ class AotOp:
     params: dict                        # the kernel's parameter struct, field -> value
     per_channel: str = ""               # name of the multiplier/shift arrays' stem, when the op has them
     function: str = ""                  # the kernel function
-    cmsis: dict = field(default_factory=dict)   # CMSIS-NN: its dims and params structs, field -> value
+    cmsis: dict = field(default_factory=dict)   # CMSIS-NN's or esp-nn's dims and params, field -> value
     scratch: int = 0                    # the kernel's scratch buffer, bytes (CMSIS-NN's get_buffer_size)
     scratch_buffer: int = -1            # its buffer in the plan
 
@@ -76,7 +77,7 @@ class AotPlan:
     outputs: tuple[int, ...]
     op_outputs: tuple[tuple[int, int, int, int], ...] = field(default=())   # (op, tensor, buffer, bytes)
     memory: memplan.MemoryPlan | None = None
-    kernels: str = "reference"          # "reference" (TFLM's kernel functions) or "cmsis-nn"
+    kernels: str = "reference"          # "reference" (TFLM's kernel functions), "cmsis-nn" or "esp-nn"
     scratch_bytes: int = 0              # the largest kernel scratch buffer (live only during its op)
 
 
@@ -84,7 +85,7 @@ def uncovered_ops(ir: ModelIR) -> list[str]:
     return [u.name for u in ir.ops if u.name not in COVERED]
 
 
-def check_runtime(ir: ModelIR, runtime: str, kind: str) -> None:
+def check_runtime(ir: ModelIR, runtime: str) -> None:
     if runtime == "tflm":
         return
     if runtime not in RUNTIMES:
@@ -100,20 +101,20 @@ def check_runtime(ir: ModelIR, runtime: str, kind: str) -> None:
     if ir.subgraph_count != 1:
         raise TfgenError(f"{ir.source}: --runtime aot compiles one graph, this model has {ir.subgraph_count}",
                          "use --runtime tflm (the default)")
-    if kind == "espidf":
-        raise TfgenError("--runtime aot is for the host and Cortex-M boards so far (ESP-IDF projects take "
-                         "TFLM from its component)", "use --runtime tflm (the default) on ESP boards")
 
 
-def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "") -> AotPlan:
+def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "", chip: str = "") -> AotPlan:
     """The aot plan of a model whose ops are all COVERED (``check_runtime`` first), calling TFLM's
-    reference kernel functions or (``kernels`` "cmsis-nn", for a Cortex-M ``core``) CMSIS-NN's."""
+    reference kernel functions, CMSIS-NN's (``kernels`` "cmsis-nn", for a Cortex-M ``core``) or esp-nn's
+    (``kernels`` "esp-nn", for the ESP-IDF target ``chip``: aot_espnn.py)."""
     fb = schema()
     m = fb.Model.GetRootAs(model, 0)
     graph = m.Subgraphs(0)
     if kernels == "cmsis-nn" and core not in CMSIS_CORES:
         raise TfgenError(f"--runtime aot with CMSIS-NN is built for {', '.join(sorted(CMSIS_CORES))}, not {core}",
                          "pass --kernels reference, or use --runtime tflm")
+    if kernels == "esp-nn":
+        aot_espnn.check_chip(chip)
     probe = memplan.plan(ir)
     buffer_of = {t: b for b, buf in enumerate(probe.buffers) for t in buf.tensors}
     constants: dict[int, Constant] = {}
@@ -138,6 +139,8 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "")
         if kernels == "cmsis-nn":
             lowered, more = cmsis_op(ir, lowered, core in DSP_CORES)
             arrays += more
+        elif kernels == "esp-nn":
+            lowered = _as_esp(lowered, aot_espnn.esp_lowering(lowered, chip))
         ops.append(lowered)
         extra += arrays
     scratch = {o.index: o.scratch for o in ops if o.scratch}
@@ -153,6 +156,13 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "")
                    max(mem.size, 16), max(sum(sizes), 16), tuple(buffer_of[t.index] for t in ir.inputs),
                    tuple(buffer_of[t.index] for t in ir.outputs), op_outputs, mem, kernels,
                    max(scratch.values(), default=0))
+
+
+def _as_esp(op: AotOp, lowering: tuple | None) -> AotOp:
+    if lowering is None:
+        return op
+    kind, function, structs, scratch = lowering
+    return AotOp(op.index, op.name, kind, op.operands, op.params, op.per_channel, function, structs, scratch)
 
 
 def _rebuffer(op: AotOp, buffer_of: dict[int, int]) -> AotOp:

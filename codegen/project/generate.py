@@ -57,9 +57,6 @@ class Generated:
 
 def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options()) -> Generated:
     require_tflm_int8(ir)
-    if options.runtime == "aot" and (options.kernels == "esp-nn" or board.kernels == "esp-nn"):
-        raise TfgenError("--runtime aot is built for the host and Cortex-M boards (TFLM's reference kernels or "
-                         "CMSIS-NN); ESP chips and ESP-NN in aot are not yet", "use --runtime tflm (the default)")
     # ESP32 projects get TFLM from the ESP-IDF component; a tree adds the `sim` environment.
     if plan.template_kind(board) == "espidf":
         tree = tflm_tree.available(options.tflm_dir)
@@ -87,9 +84,11 @@ def _libraries(board: Board, tree, o: Options) -> tuple:
     if board.kernels != "esp-nn":
         return cmsis, None, (note,)
     if kernels == "reference":
-        return None, None, (f"--kernels reference: the `sim`/`qemu` builds use TFLM's reference kernels, but "
-                            f"{board.name} itself runs ESP-NN (the {plan.ESP_COMPONENT} component)",)
-    espnn, note = esp_nn.choose(o.esp_nn_dir, required=o.kernels == "esp-nn")
+        return None, None, (() if o.runtime == "aot" else (   # aot: the generated code calls them on the chip too
+            f"--kernels reference: the `sim`/`qemu` builds use TFLM's reference kernels, but "
+            f"{board.name} itself runs ESP-NN (the {plan.ESP_COMPONENT} component)",))
+    # aot: the generated code calls esp-nn, so its sources are needed for the builds off the chip.
+    espnn, note = esp_nn.choose(o.esp_nn_dir, required=o.kernels == "esp-nn" or o.runtime == "aot")
     return None, espnn, (note,)
 
 

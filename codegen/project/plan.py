@@ -6,7 +6,7 @@ it lives, which TFLM files to copy, which PlatformIO environments); templates on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +274,7 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
     kernels. ``runtime`` "aot": the model as code (``aot``; ``model``'s bytes give the weights)."""
     require_tflm_int8(ir)
     kind = template_kind(board)
-    aot_mod.check_runtime(ir, runtime, kind)
+    aot_mod.check_runtime(ir, runtime)
     ops = tuple(u.tflm_method for u in ir.ops)
     tflm_version = f"esp-tflite-micro {PINNED_VERSION}"
     if tree is not None:
@@ -285,11 +285,14 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
                 f"use an esp-tflite-micro v{PINNED_VERSION} checkout for --tflm-dir/TFGEN_TFLM_DIR")
         tflm_version = tree.version
     if runtime == "aot":
-        k = _aot_kernels(ir, board, kind, tree, cmsis)
-        lowered = aot_mod.lower(ir, model, k.kernels, board.core)
+        k = _aot_kernels(ir, board, kind, tree, cmsis, espnn)
+        lowered = aot_mod.lower(ir, model, k.kernels, board.core, board.chip)
+        if k.kernels == "esp-nn":             # the ops the generated code runs in esp-nn
+            k = replace(k, optimized=tuple(dict.fromkeys(
+                o.name for o in lowered.ops if o.kind.startswith("esp_"))))
     else:
         k, lowered = choose_kernels(ir, board, kind, tree, cmsis, espnn), None
-    overrun = esp_softmax_overruns(ir) if board.kernels == "esp-nn" else []
+    overrun = esp_softmax_overruns(ir) if board.kernels == "esp-nn" and not lowered else []   # aot sizes it
     registrations = tuple(REFERENCE_SOFTMAX if u.name == "SOFTMAX" and overrun else "" for u in ir.ops)
     optimized = tuple(o for o in k.optimized if not (o == "SOFTMAX" and overrun))   # replaced: see above
     kernel_notes = ((esp_nn.device_notes(board.chip, optimized) if k.kernels == "esp-nn" else ())
@@ -326,17 +329,21 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
 
 
 def _aot_kernels(ir: ModelIR, board: Board, kind: str, tree: TflmTree | None,
-                 cmsis: cmsis_nn.CmsisNn | None) -> KernelChoice:
+                 cmsis: cmsis_nn.CmsisNn | None, espnn: esp_nn.EspNn | None = None) -> KernelChoice:
     """The aot runtime's sources: TFLM's headers (the reference kernel functions, the types) and two .cc
     files; with CMSIS-NN (a Cortex-M board given its setup) the library's sources of the model's ops,
-    without TFLM's wrappers (the generated code calls the library as they do)."""
+    without TFLM's wrappers (the generated code calls the library as they do); with esp-nn (an ESP
+    board) its generic C for the builds off the chip (the ESP-IDF build takes the esp-nn component)."""
     if tree is None:
         raise TfgenError("--runtime aot compiles TFLM's kernel functions and headers, and there is no TFLM tree",
                          "pass --tflm-dir DIR, set TFGEN_TFLM_DIR, or let tfgen download the pinned release")
     rest = tuple(aot_mod.TFLM_SOURCES) + tuple(tree.headers() + tree.licenses())
+    op_names = [u.name for u in ir.ops]
+    if espnn is not None and board.kernels == "esp-nn":
+        return KernelChoice("esp-nn", rest, tuple((dest, str(src)) for dest, src in espnn.files()), (),
+                            esp_nn.defines(board.chip), INCLUDE_DIRS + esp_nn.INCLUDE_DIRS, espnn.version)
     if cmsis is None or board.kernels != "cmsis-nn" or kind == "espidf":
         return KernelChoice("reference", rest)
-    op_names = [u.name for u in ir.ops]
     sel = cmsis.select(tree.sources_for_ops(op_names))
     library = tuple((dest, str(src)) for dest, src in sel.files if not dest.startswith(cmsis_nn.WRAPPERS_DIR))
     optimized = tuple(o for o in op_names if o != "RESHAPE")

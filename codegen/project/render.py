@@ -73,14 +73,17 @@ def render_project(plan: ProjectPlan, model: bytes, vectors: bytes | None) -> di
 
     sources = sorted(p.removeprefix("src/") for p in files
                      if p.startswith("src/") and p.endswith((".cc", ".cpp", ".c")) and "/" not in p[4:])
+    templates = resource_dir("templates")
+    # and the templates' own sources (src/tfgen_model.cc, aot's src/tfgen_aot.cc): every one is compiled
+    sources += [p.name.removesuffix(".j2") for group in plan.template_groups
+                for p in (templates / group / "src").glob("*.c*.j2") if p.name.endswith((".cc.j2", ".c.j2"))]
     data = plan.template_data() | {
         "arena_margin_percent": ARENA_MARGIN_PERCENT, "tflm_pinned": PINNED_VERSION, "firmware_api": FIRMWARE_API,
         "esp_nn_pinned": esp_nn.PINNED_VERSION,
         "not_compiled": list(NOT_COMPILED_DIRS),
-        "sources": sorted(sources + ["tfgen_model.cc"]),
+        "sources": sorted(sources),
     }
     env = _environment()
-    templates = resource_dir("templates")
     for group in plan.template_groups:
         for path in sorted((templates / group).rglob("*.j2")):
             rel = path.relative_to(templates / group).as_posix().removesuffix(".j2")

@@ -23,7 +23,7 @@ from codegen.project import fit
 from codegen.oracle import oracle, reference
 from codegen.run import replay
 from codegen.model import vectors
-from codegen.project import aot, generate, plan, targets
+from codegen.project import aot, generate, targets
 from codegen.project.boards import Board
 from codegen.errors import DoesNotFit, TfgenError
 from codegen.model.ir import ModelIR
@@ -160,7 +160,7 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     ``on``: where to run (targets.verify_target). ``sanitize``: AddressSanitizer and UBSan (host)."""
     target = targets.verify_target(board, on)
     _check_tools(board, target, sanitize)
-    aot.check_runtime(ir, runtime, plan.template_kind(board))      # before the oracle runs
+    aot.check_runtime(ir, runtime)      # before the oracle runs
     too_big = fit.certainly_too_big(ir, board)
     if too_big:
         raise DoesNotFit(too_big, "verify on host, or use a smaller model (`tfgen fit MODEL` compares the boards)")
