@@ -26,6 +26,7 @@ MODELS = {
     "audio_preprocessor_int8": SHARED_MODELS / "tflm_examples" / "audio_preprocessor_int8.tflite",
     "seanet_conv0": SHARED_MODELS / "tflm_int16" / "seanet_conv0.tflite",
     "kws_saved_model": SHARED_MODELS / "mlperf_tiny" / "kws_ref_model",
+    "mobilenet_v2": SHARED_MODELS / "tflm_examples" / "mobilenet_v2_quantized_1x3x224x224.tflite",
 }
 
 

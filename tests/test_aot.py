@@ -60,6 +60,21 @@ def test_16x8_models_are_refused_for_aot():
     assert "int8 activations" in _one_line(r) and "--runtime tflm" in r.stderr
 
 
+def test_aot_refuses_only_what_its_weights_cannot_fit(tmp_path):
+    """mobilenet_v2's flatbuffer, TFLM and one test vector exceed mps2_an386's 4 MB, so TFLM's firmware
+    cannot be verified there; its weights and the vector do not: aot's can (the corpus runs it byte-exact
+    in QEMU), and an ESP32's 1 MB app partition is refused for aot with the weights' figure."""
+    needs.tflm()
+    mobilenet = model("mobilenet_v2")
+    r = run_tfgen("verify", mobilenet, "--board", "mps2_an386", "--vectors", 1, "--kernels", "reference")
+    assert r.returncode == 1 and "does not fit mps2_an386's flash" in r.stderr, r.stderr
+    r = run_tfgen("generate", mobilenet, "--board", "mps2_an386", "-o", tmp_path / "aot", "--runtime", "aot")
+    assert r.returncode == 0, r.stderr
+    r = run_tfgen("generate", mobilenet, "--board", "esp32", "-o", tmp_path / "esp", "--runtime", "aot")
+    assert r.returncode == 1 and "its weights' 3,542,592 B" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "esp").exists()
+
+
 # --- the project ------------------------------------------------------------------------------------
 
 def test_an_aot_project_has_no_interpreter_and_no_flatbuffer(tmp_path):

@@ -31,7 +31,8 @@ MODELS = corpus.models(SHARED_MODELS) if SHARED_MODELS.is_dir() else {}
 # What tfgen refuses, and the word its one line must carry.
 REFUSED = {"hello_world_float": "tfgen quantize"}
 # The models --runtime aot covers today (every op, int8): they must stay covered, and byte-exact.
-AOT_COVERED = {"ad01_int8", "hello_world_int8", "kws_ref_model", "person_detect", "simple_add_model"}
+AOT_COVERED = {"ad01_int8", "hello_world_int8", "kws_ref_model", "mobilenet_v2_quantized_1x3x224x224", "person_detect",
+               "simple_add_model"}
 
 pytestmark = pytest.mark.slow
 
@@ -114,9 +115,13 @@ def test_every_model_runs_end_to_end(name, tmp_path):
         aot, tflm = row["verify"]["mps2_an386/cmsis-nn aot"], row["verify"]["mps2_an386/cmsis-nn"]
         assert aot["ok"] and aot["kernels"].startswith("cmsis-nn") and row["verify"]["host/aot"]["ok"], aot
         esp = row["verify"]["esp32/esp-nn aot on host"]
-        assert esp["ok"] and esp["kernels"].startswith("esp-nn") and esp["sanitized"], esp
-        assert aot["arena_used_bytes"] < tflm["arena_used_bytes"] and aot["flash_bytes"] < tflm["flash_bytes"], aot
-        assert aot["instructions_per_inference"] <= tflm["instructions_per_inference"] * 1.01, aot
+        if not (esp.get("does_not_fit") and row["generate"]["esp32"].get("does_not_fit")):
+            assert esp["ok"] and esp["kernels"].startswith("esp-nn") and esp["sanitized"], esp
+        if tflm.get("does_not_fit"):            # mobilenet_v2: the flatbuffer and TFLM do not fit, aot does
+            assert aot["flash_bytes"] <= boards.get_board("mps2_an386").flash_bytes, aot
+        else:
+            assert aot["arena_used_bytes"] < tflm["arena_used_bytes"] and aot["flash_bytes"] < tflm["flash_bytes"], aot
+            assert aot["instructions_per_inference"] <= tflm["instructions_per_inference"] * 1.01, aot
     cmsis = row["verify"]["mps2_an386/cmsis-nn"]
     if not cmsis.get("does_not_fit"):
         assert cmsis["kernels"].startswith("cmsis-nn")

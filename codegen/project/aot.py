@@ -25,7 +25,7 @@ from codegen.project.prepare import (activation_range, add_params, compute_paddi
 
 RUNTIMES = ("tflm", "aot")
 COVERED = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "RESHAPE",
-           "SOFTMAX", "ADD", "MUL", "LOGISTIC", "PAD", "CONCATENATION", "MEAN")
+           "SOFTMAX", "ADD", "MUL", "LOGISTIC", "PAD", "CONCATENATION", "MEAN", "TRANSPOSE")
 # What the generated code compiles beyond TFLM's headers: MultiplyByQuantizedMultiplier, TfLiteTypeGetName.
 TFLM_SOURCES = ("tensorflow/lite/kernels/internal/common.cc", "tensorflow/lite/core/c/common.cc")
 CTYPES = {"int8": "std::int8_t", "int16": "std::int16_t", "int32": "std::int32_t", "int64": "std::int64_t",
@@ -187,7 +187,7 @@ def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand, values) -> tuple[AotO
     ins = [operand(t) for t in op.inputs]
     out = operand(op.outputs[0])
     table = fop.BuiltinOptions()
-    if op.name in ("LOGISTIC", "PAD", "CONCATENATION"):
+    if op.name in ("LOGISTIC", "PAD", "CONCATENATION", "TRANSPOSE"):
         return _data_movement(ir, op, fb, table, ins, out, values), []
     if op.name == "MEAN":
         return _mean(ir, op, fb, table, ins, out, values), []
@@ -223,12 +223,17 @@ def _lower_op(ir: ModelIR, op: Operator, fop, fb, operand, values) -> tuple[AotO
 
 
 def _data_movement(ir: ModelIR, op: Operator, fb, table, ins: list, out: Operand, values) -> AotOp:
-    """LOGISTIC (logistic_common.cc), PAD (pad_common.cc: paddings from its constant tensor) and
+    """LOGISTIC (logistic_common.cc), TRANSPOSE, PAD (pad_common.cc: paddings from its constant tensor) and
     CONCATENATION (inputs of the output's scale and zero point, as TFLM requires)."""
     i_t, o_t = ir.tensors[op.inputs[0]], ir.tensors[op.outputs[0]]
     if op.name == "LOGISTIC":
         return AotOp(op.index, op.name, "logistic", {"input": ins[0], "output": out}, logistic_params(i_t),
                      function="tflite::reference_integer_ops::Logistic")
+    if op.name == "TRANSPOSE":                      # transpose.cc: the permutation from its constant tensor
+        perm = [int(v) for v in values(op.inputs[1]).tolist()]
+        return AotOp(op.index, op.name, "transpose", {"input": ins[0], "output": out},
+                     {"perm_count": len(perm), **{f"perm[{k}]": v for k, v in enumerate(perm)}},
+                     function="tflite::reference_ops::Transpose")
     if op.name == "PAD":
         pads = values(op.inputs[1]).reshape(-1, 2).tolist()
         pad_value = zero_point(o_t) if len(op.inputs) < 3 or op.inputs[2] < 0 else int(values(op.inputs[2])[0])
@@ -354,7 +359,7 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
         if o["input"].dims != o["input2"].dims:
             return op, []
         return _as_cmsis(op, op.kind, {"size": math.prod(o["output"].dims)}, 0), []
-    if op.kind in ("logistic", "pad", "concat", "mean"):     # TFLM runs its reference kernels for these
+    if op.kind in ("logistic", "pad", "concat", "mean", "transpose"):   # TFLM runs its reference kernels
         return op, []
     out = o["output"].dims
     if op.kind in ("conv", "depthwise"):

@@ -237,14 +237,22 @@ def fit(ir: ModelIR, arena_bytes: int, boards: Iterable[Board], sizes: dict | No
                       kernels if len(boards) == 1 or b.kernels == "cmsis-nn" else None) for b in boards]
 
 
-def certainly_too_big(ir: ModelIR, board: Board, vector_bytes: int = 0) -> str | None:
+def certainly_too_big(ir: ModelIR, board: Board, vector_bytes: int = 0, runtime: str = "tflm") -> str | None:
     """Why ``ir`` cannot fit ``board``'s flash whatever the build does, or None: the model array and
     TFLM's runtime alone (the smallest measured runtime of the board's core), with ``vector_bytes``
-    of embedded test vectors, are more than its flash.
+    of embedded test vectors, are more than its flash; with ``runtime`` "aot", its constant tensors
+    alone (no flatbuffer, no interpreter).
     ``build`` and ``verify`` check this before compiling; the full estimate (``fit``) is an upper bound,
     so only this lower bound refuses a build."""
     if board.core == "host" or not board.flash_bytes:
         return None
+    if runtime == "aot":
+        least = ir.weights_bytes + vector_bytes
+        if least <= board.flash_bytes:
+            return None
+        vectors = f" + {vector_bytes:,} B of test vectors" if vector_bytes else ""
+        return (f"{ir.source} does not fit {board.name}'s flash: {least - board.flash_bytes:,} bytes over (its "
+                f"weights' {ir.weights_bytes:,} B{vectors}, before any code, of {board.flash_bytes:,} B)")
     sizes = load_table()
     runtime = None
     if not board.core.startswith("xtensa") and board.core in sizes["cores"]:
@@ -261,14 +269,16 @@ def certainly_too_big(ir: ModelIR, board: Board, vector_bytes: int = 0) -> str |
 
 
 def check_before_generate(ir: ModelIR, board: Board, arena_bytes: int, kernels: str | None = None,
-                          vector_bytes: int = 0) -> str | None:
+                          vector_bytes: int = 0, runtime: str = "tflm") -> str | None:
     """What generate says about fitting ``board``: DoesNotFit where the model (with ``vector_bytes`` of
     embedded vectors) certainly cannot fit its flash; a warning where fit's estimate, an upper bound,
-    says it does not fit; None where it fits."""
-    too_big = certainly_too_big(ir, board, vector_bytes)
+    says it does not fit; None where it fits. (fit estimates TFLM images: aot gets the lower bound only.)"""
+    too_big = certainly_too_big(ir, board, vector_bytes, runtime)
     if too_big:
         raise DoesNotFit(too_big, "use a smaller model or a board with more flash (`tfgen fit MODEL` compares "
                                   "them)" + ("; or embed fewer --vectors" if vector_bytes else ""))
+    if runtime == "aot":
+        return None
     try:
         row = fit_board(ir, arena_bytes, board, load_table(), kernels=kernels)
     except TfgenError:

@@ -64,7 +64,8 @@ def generate(ir: ModelIR, model: bytes, board: Board, options: Options = Options
         tree = tflm_tree.resolve(options.tflm_dir)
     blob, count = _vectors(ir, options)
     measured, source = _arena(ir, model, options)
-    warning = fit.check_before_generate(ir, board, measured, options.kernels, len(blob) if blob else 0)
+    warning = fit.check_before_generate(ir, board, measured, options.kernels, len(blob) if blob else 0,
+                                        options.runtime)
     cmsis, espnn, notes = _libraries(board, tree, options)
     command = options.command or regenerate_command(ir, board, options)
     project = plan.make_plan(ir, board, measured, tree, count, command, source, cmsis=cmsis, espnn=espnn,

@@ -287,9 +287,10 @@ def make_plan(ir: ModelIR, board: Board, arena_measured: int, tree: TflmTree | N
     if runtime == "aot":
         k = _aot_kernels(ir, board, kind, tree, cmsis, espnn)
         lowered = aot_mod.lower(ir, model, k.kernels, board.core, board.chip)
-        if k.kernels == "esp-nn":             # the ops the generated code runs in esp-nn
+        library = {"cmsis-nn": "cmsis_", "esp-nn": "esp_"}.get(k.kernels)
+        if library:                             # the ops the generated code runs in the library
             k = replace(k, optimized=tuple(dict.fromkeys(
-                o.name for o in lowered.ops if o.kind.startswith("esp_"))))
+                o.name for o in lowered.ops if o.kind.startswith(library))))
     else:
         k, lowered = choose_kernels(ir, board, kind, tree, cmsis, espnn), None
     overrun = esp_softmax_overruns(ir) if board.kernels == "esp-nn" and not lowered else []   # aot sizes it
@@ -346,6 +347,5 @@ def _aot_kernels(ir: ModelIR, board: Board, kind: str, tree: TflmTree | None,
         return KernelChoice("reference", rest)
     sel = cmsis.select(tree.sources_for_ops(op_names))
     library = tuple((dest, str(src)) for dest, src in sel.files if not dest.startswith(cmsis_nn.WRAPPERS_DIR))
-    optimized = tuple(o for o in op_names if o != "RESHAPE")
-    return KernelChoice("cmsis-nn", rest, library, optimized, cmsis_nn.DEFINES,
+    return KernelChoice("cmsis-nn", rest, library, (), cmsis_nn.DEFINES,
                         INCLUDE_DIRS + cmsis_nn.INCLUDE_DIRS, cmsis.version)

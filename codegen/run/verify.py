@@ -161,13 +161,13 @@ def prepare(ir: ModelIR, model: bytes, board: Board, inputs: list, tflm_dir: Pat
     target = targets.verify_target(board, on)
     _check_tools(board, target, sanitize)
     aot.check_runtime(ir, runtime)      # before the oracle runs
-    too_big = fit.certainly_too_big(ir, board)
+    too_big = fit.certainly_too_big(ir, board, runtime=runtime)
     if too_big:
         raise DoesNotFit(too_big, "verify on host, or use a smaller model (`tfgen fit MODEL` compares the boards)")
     tree = tflm_tree.resolve(tflm_dir)
     ref = reference.run_reference(ir, model, inputs, crosscheck=False)
     blob = vectors.encode(ref.vectors)
-    _check_vectors_fit(ir, board, blob, ref.vectors)
+    _check_vectors_fit(ir, board, blob, ref.vectors, runtime)
     if kernels is None and board.kernels == "esp-nn":
         kernels = "esp-nn"                  # what verify is for: the kernels the chip runs
     gen = generate.generate(ir, model, board, generate.Options(
@@ -196,11 +196,12 @@ def _check_tools(board: Board, target: targets.BoardTarget, sanitize: bool) -> N
                                  "libstdc++-arm-none-eabi-newlib qemu-system-arm")
 
 
-def _check_vectors_fit(ir: ModelIR, board: Board, blob: bytes, vs: vectors.VectorSet) -> None:
-    with_vectors = fit.certainly_too_big(ir, board, len(blob))
+def _check_vectors_fit(ir: ModelIR, board: Board, blob: bytes, vs: vectors.VectorSet, runtime: str) -> None:
+    with_vectors = fit.certainly_too_big(ir, board, len(blob), runtime)
     if with_vectors:
         per_vector = max(1, (len(blob) - vectors.header_bytes(vs)) // max(vs.count, 1))
-        room = board.flash_bytes - (len(blob) - per_vector * vs.count) - ir.size_bytes - 64 * 1024
+        model = ir.weights_bytes if runtime == "aot" else ir.size_bytes
+        room = board.flash_bytes - (len(blob) - per_vector * vs.count) - model - 64 * 1024
         fewer = (f"pass fewer --vectors (each is {per_vector:,} B; about {room // per_vector} fit)"
                  if room >= per_vector else "not one vector fits beside the model")
         raise DoesNotFit(f"{with_vectors}: the firmware carries its test vectors", f"{fewer}, or verify on host")
