@@ -157,14 +157,75 @@ def _int8_model(tf, model, shape, path, seed):
     return {o["name"] for o in json.loads(run_tfgen("inspect", path, "--json", "--no-arena").stdout)["ops"]}
 
 
+M55_BOARD = """\
+name = "mps3_an547"
+description = "Arm MPS3 AN547 (Cortex-M55, Helium) emulated by QEMU mps3-an547"
+core = "cortex-m55"
+arch = "arm"
+cpu_mhz = 32
+flash_bytes = 524288
+ram_bytes = 524288
+psram_bytes = 0
+kernels = "cmsis-nn"
+arena_placement = "internal"
+
+[platformio]
+platform = "ststm32"
+board = ""
+framework = ""
+
+[qemu]
+machine = "mps3-an547"
+cpu = "cortex-m55"
+
+[qemu.flash]
+origin = 0x00000000
+length = 0x00080000
+
+[qemu.ram]
+origin = 0x20000000
+length = 0x00080000
+"""
+
+
+def _m55_boards(tmp_path):
+    """A Cortex-M55 board (QEMU's mps3-an547: 512 KB ITCM for the code, 512 KB DTCM) as a user adds one."""
+    folder = tmp_path / "boards"
+    folder.mkdir(exist_ok=True)
+    (folder / "mps3_an547.toml").write_text(M55_BOARD)
+    return folder
+
+
+def test_cmsis_nn_with_helium_on_the_cortex_m55(tmp_path):
+    """CMSIS-NN's MVE path: its scratch sizes (codegen/project/cmsis_sizes.py), which the firmware checks
+    against CMSIS-NN's own at start-up, must be exact; op by op byte-exact, and no more instructions
+    than TFLM with the same kernels."""
+    needs.cortex_m()
+    needs.cmsis_nn()
+    folder = _m55_boards(tmp_path)
+    def run(name, *extra):
+        r = run_tfgen("verify", model(name), "--board", "mps3_an547", "--boards-dir", folder, "--vectors", 3,
+                      "--json", *extra, timeout=1800)
+        assert r.returncode == 0, r.stderr + r.stdout
+        return json.loads(r.stdout)
+    for name in ("kws_ref_model", "ad01_int8", "person_detect"):
+        report = run(name, "--runtime", "aot", "--per-op")
+        assert report["ok"] and report["per_op"]["op"] is None and report["kernels"].startswith("cmsis-nn"), report
+    tflm, aot_run = run("kws_ref_model"), run("kws_ref_model", "--runtime", "aot")
+    assert aot_run["instructions_per_inference"] <= tflm["instructions_per_inference"] < 5_000_000   # Helium
+    assert aot_run["arena_used_bytes"] < tflm["arena_used_bytes"]
+
+
 def _verify_aot_op_by_op(path) -> None:
-    """Byte-exact op by op: TFLM's reference kernels on the host, CMSIS-NN on the Cortex-M4F, and esp-nn's
-    generic C (an ESP32's) on the host and on the Cortex-M4F."""
+    """Byte-exact op by op: TFLM's reference kernels on the host, CMSIS-NN on the Cortex-M4F and (MVE) on
+    the Cortex-M55, and esp-nn's generic C (an ESP32's) on the host and on the Cortex-M4F."""
     needs.esp_nn()
+    folder = _m55_boards(path.parent)
     for board, on, kernels in (("host", None, "reference"), ("mps2_an386", None, "cmsis-nn"),
+                               ("mps3_an547", None, "cmsis-nn"),
                                ("esp32", "host", "esp-nn"), ("esp32", "qemu", "esp-nn")):
         r = run_tfgen("verify", path, "--board", board, "--runtime", "aot", "--vectors", 10, "--per-op", "--json",
-                      *(("--on", on) if on else ()), timeout=1800)
+                      "--boards-dir", folder, *(("--on", on) if on else ()), timeout=1800)
         assert r.returncode == 0, r.stderr + r.stdout
         report = json.loads(r.stdout)
         assert report["ok"] and report["per_op"]["op"] is None, report

@@ -4,7 +4,8 @@ A project copies only the library sources its CMSIS-NN wrappers need (``codegen.
 ``CmsisNn.select`` reads this table). The table is a symbol closure over the library compiled for
 Cortex-M4F: for each wrapper in tflite-micro's ``kernels/cmsis_nn/``, the sources that define its
 undefined symbols, and theirs in turn, i.e. the members a linker would pull from an archive of the
-library. Run from the checkout (it needs arm-none-eabi-gcc; it is not in the wheel)::
+library. CMSIS-NN compiles three ways (no DSP extension, DSP, MVE), each reaching other sources, so the
+closure is taken for a core of each (Cortex-M0+, M4F, M55) and the table is their union. Run from the checkout (it needs arm-none-eabi-gcc; it is not in the wheel)::
 
     python -m tools.cmsis_nn_table --cmsis-nn-dir DIR > codegen/data/cmsis_nn_sources.json
 """
@@ -23,8 +24,9 @@ from codegen.toolchain import proc, tflm_tree
 from codegen.toolchain.cmsis_nn import DEFINES, PINNED_CMSIS_NN_COMMIT, PINNED_TFLM_COMMIT, CmsisNn, resolve
 
 _NM_LINE = re.compile(r"^\s*(?:[0-9a-fA-F]+\s+)?([A-Za-z])\s+(\S+)$")
-CFLAGS = ("-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
-          "-ffunction-sections", "-fdata-sections", "-w")
+CFLAGS = ("-Os", "-ffunction-sections", "-fdata-sections", "-w")
+# A core of each of CMSIS-NN's code paths: plain C (no DSP extension), ARM_MATH_DSP, ARM_MATH_MVEI.
+CORES = ("cortex-m0plus", "cortex-m4f", "cortex-m55")
 
 
 def _symbols(obj: Path) -> tuple[set[str], set[str]]:
@@ -38,7 +40,23 @@ def _symbols(obj: Path) -> tuple[set[str], set[str]]:
 
 
 def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
-    """Compile the wrappers and the library for Cortex-M4F; for each wrapper, the library sources in
+    """For each wrapper, the union over CORES of the library sources an archive link would pull."""
+    from codegen.project.targets import CORE_FLAGS
+    table: dict[str, set] = {}
+    failed: set[str] = set()
+    for core in CORES:
+        wrappers, not_compiled = _closure(c, tflm_root, (*CORE_FLAGS[core], *CFLAGS), jobs)
+        failed |= set(not_compiled)
+        for w, reached in wrappers.items():
+            table.setdefault(w, set()).update(reached)
+    return {"cmsis_nn_commit": PINNED_CMSIS_NN_COMMIT, "tflite_micro_commit": PINNED_TFLM_COMMIT,
+            "how": f"symbol closure over CMSIS-NN compiled for {', '.join(CORES)}, their union "
+                   "(python -m tools.cmsis_nn_table)",
+            "not_compiled": sorted(failed), "wrappers": {w: sorted(r) for w, r in sorted(table.items())}}
+
+
+def _closure(c: CmsisNn, tflm_root: Path, cflags: tuple, jobs: int) -> tuple[dict, list]:
+    """Compile the wrappers and the library with ``cflags``; for each wrapper, the library sources in
     the closure of its undefined symbols (the members an archive link would pull)."""
     sources = sorted(p.relative_to(c.library).as_posix() for p in (c.library / "Source").rglob("*.c"))
     with tempfile.TemporaryDirectory(prefix="tfgen-cmsis-") as tmp:
@@ -48,9 +66,9 @@ def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
             if cxx:
                 inc += ["-I" + str(tflm_root / d) for d in tflm_tree.INCLUDE_DIRS]
                 cmd = ["arm-none-eabi-g++", "-std=c++17", "-fno-rtti", "-fno-exceptions",
-                       "-DTF_LITE_STATIC_MEMORY", *DEFINES, *CFLAGS, *inc, "-c", src, "-o", out]
+                       "-DTF_LITE_STATIC_MEMORY", *DEFINES, *cflags, *inc, "-c", src, "-o", out]
             else:
-                cmd = ["arm-none-eabi-gcc", "-std=c11", *CFLAGS, *inc, "-c", src, "-o", out]
+                cmd = ["arm-none-eabi-gcc", "-std=c11", *cflags, *inc, "-c", src, "-o", out]
             ok = proc.run(cmd, what=f"compiling {Path(src).name}", timeout=600, check=False).returncode == 0
             return out if ok else None
         lib_jobs = [(str(c.library / s), False, Path(tmp) / f"lib{i}.o") for i, s in enumerate(sources)]
@@ -77,9 +95,7 @@ def build_table(c: CmsisNn, tflm_root: Path, jobs: int = 2) -> dict:
                     reached.add(s)
                     todo += lib[s][1]
             table[w] = sorted(reached)
-    return {"cmsis_nn_commit": PINNED_CMSIS_NN_COMMIT, "tflite_micro_commit": PINNED_TFLM_COMMIT,
-            "how": "symbol closure over CMSIS-NN compiled for cortex-m4f (python -m tools.cmsis_nn_table)",
-            "not_compiled": failed, "wrappers": table}
+    return table, failed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from codegen.errors import TfgenError
 from codegen.model import memplan
 from codegen.model.inspection import schema
 from codegen.model.ir import ModelIR, Operator, Tensor
-from codegen.project import aot_espnn
+from codegen.project import aot_espnn, cmsis_sizes
 from codegen.project.prepare import (activation_range, add_params, compute_padding, logistic_params, mul_params,
                                      per_channel_multipliers, quantize_multiplier, softmax_params, zero_point)
 
@@ -110,8 +110,9 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "",
     fb = schema()
     m = fb.Model.GetRootAs(model, 0)
     graph = m.Subgraphs(0)
-    if kernels == "cmsis-nn" and core not in CMSIS_CORES:
-        raise TfgenError(f"--runtime aot with CMSIS-NN is built for {', '.join(sorted(CMSIS_CORES))}, not {core}",
+    if kernels == "cmsis-nn" and core not in cmsis_sizes.CORES:
+        cores = ", ".join(sorted(cmsis_sizes.CORES))
+        raise TfgenError(f"--runtime aot with CMSIS-NN is built for {cores}, not {core}",
                          "pass --kernels reference, or use --runtime tflm")
     if kernels == "esp-nn":
         aot_espnn.check_chip(chip)
@@ -137,7 +138,7 @@ def lower(ir: ModelIR, model: bytes, kernels: str = "reference", core: str = "",
     for i, op in enumerate(o for o in ir.operators if o.subgraph == 0):
         lowered, arrays = _lower_op(ir, op, graph.Operators(i), fb, operand, lambda t: _values(m, ir.tensors[t]))
         if kernels == "cmsis-nn":
-            lowered, more = cmsis_op(ir, lowered, core in DSP_CORES)
+            lowered, more = cmsis_op(ir, lowered, cmsis_sizes.path(core))
             arrays += more
         elif kernels == "esp-nn":
             lowered = _as_esp(lowered, aot_espnn.esp_lowering(lowered, chip))
@@ -333,25 +334,20 @@ def _per_channel_arrays(stem: str, mults: list[int], shifts: list[int]) -> list[
 
 # --- CMSIS-NN: the calls TFLM's cmsis_nn/ wrappers make, with the same parameters --------------------
 
-DSP_CORES = frozenset({"cortex-m4", "cortex-m4f", "cortex-m7", "cortex-m33"})    # __ARM_FEATURE_DSP
-CMSIS_CORES = DSP_CORES | {"cortex-m0plus", "cortex-m3"}                        # not M55 (MVE): not built
 CMSIS_FUNCTIONS = {"conv": "arm_convolve_wrapper_s8", "depthwise": "arm_depthwise_conv_wrapper_s8",
                    "fc": "arm_fully_connected_wrapper_s8", "fc_1x1": "arm_convolve_1x1_s8_fast",
                    "avg_pool": "arm_avgpool_s8", "max_pool": "arm_max_pool_s8", "softmax": "arm_softmax_s8",
-                   "add": "arm_elementwise_add_s8", "mul": "arm_elementwise_mul_s8"}
+                   "add": "arm_elementwise_add_s8", "mul": "arm_elementwise_mul_s8", "pad": "arm_pad_s8",
+                   "transpose": "arm_transpose_s8"}
 
 
 def _dims(n: int, h: int, w: int, c: int) -> dict:
     return {"n": n, "h": h, "w": w, "c": c}
 
 
-def _aligned4(n: int) -> int:
-    return n + (4 - n % 4) % 4
-
-
-def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
+def cmsis_op(ir: ModelIR, op: AotOp, path: str) -> tuple[AotOp, list[Constant]]:
     """``op`` (lowered for the reference kernels) as TFLM's cmsis_nn/ wrapper calls CMSIS-NN, with the
-    scratch buffer CMSIS-NN's get_buffer_size asks for under GCC on this core (no MVE)."""
+    scratch buffer CMSIS-NN's get_buffer_size asks for under GCC on the core's ``path`` (cmsis_sizes)."""
     if op.kind == "view":
         return op, []
     p, o = op.params, op.operands
@@ -359,7 +355,9 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
         if o["input"].dims != o["input2"].dims:
             return op, []
         return _as_cmsis(op, op.kind, {"size": math.prod(o["output"].dims)}, 0), []
-    if op.kind in ("logistic", "pad", "concat", "mean", "transpose"):   # TFLM runs its reference kernels
+    if op.kind in ("pad", "transpose"):         # cmsis_nn/pad.cc, transpose.cc: the last 4 dimensions
+        return _cmsis_movement(op), []
+    if op.kind in ("logistic", "concat", "mean"):       # TFLM runs its reference kernels for these
         return op, []
     out = o["output"].dims
     if op.kind in ("conv", "depthwise"):
@@ -372,25 +370,21 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
         dims = {"input": _dims(*i_d), "output": _dims(*out), "bias": _dims(1, 1, 1, out[3])}
         if op.kind == "conv":
             dims["filter"] = _dims(1, f_d[1], f_d[2], f_d[3])
-            one_by_one = (common["padding.h"] == common["padding.w"] == 0 and f_d[1] == f_d[2] == 1
-                          and common["dilation.h"] == common["dilation.w"] == 1 and i_d[3] == f_d[3])
-            scratch = 0 if one_by_one else 4 * _aligned4(f_d[1] * f_d[2] * i_d[3])
+            scratch = cmsis_sizes.convolve_wrapper(path, common, dims["input"], dims["filter"], dims["output"])
         else:
             common["ch_mult"] = p["depth_multiplier"]
             dims["filter"] = _dims(f_d[0], f_d[1], f_d[2], out[3])
-            opt = i_d[3] == out[3] and i_d[0] == 1 and common["dilation.h"] == common["dilation.w"] == 1
-            three = f_d[1] == f_d[2] == 3 and common["padding.h"] <= 1 and common["padding.w"] <= 1
-            scratch = i_d[3] * f_d[1] * f_d[2] * 2 if dsp and opt and not three else 0
+            scratch = cmsis_sizes.depthwise_wrapper(path, common, dims["input"], dims["filter"], dims["output"])
         return _as_cmsis(op, op.kind, {"params": common, **dims}, scratch), []
     if op.kind in ("fc", "fc_per_channel"):
-        return _cmsis_fc(ir, op)
+        return _cmsis_fc(ir, op, path)
     if op.kind == "pool":
         kind = "avg_pool" if op.name == "AVERAGE_POOL_2D" else "max_pool"
         i_d = o["input"].dims
         params = {"stride.h": p["stride_height"], "stride.w": p["stride_width"],
                   "padding.h": p["padding_values.height"], "padding.w": p["padding_values.width"],
                   "activation.min": p["quantized_activation_min"], "activation.max": p["quantized_activation_max"]}
-        scratch = i_d[3] * 4 if dsp and kind == "avg_pool" else 0
+        scratch = cmsis_sizes.avgpool(path, i_d[3]) if kind == "avg_pool" else 0
         return _as_cmsis(op, kind, {"params": params, "input": _dims(i_d[0], i_d[1], i_d[2], i_d[3]),
                                     "output": _dims(out[0], out[1], out[2], i_d[3]),
                                     "filter": _dims(1, p["filter_height"], p["filter_width"], 1)}, scratch), []
@@ -399,12 +393,30 @@ def cmsis_op(ir: ModelIR, op: AotOp, dsp: bool) -> tuple[AotOp, list[Constant]]:
     return _as_cmsis(op, "softmax", {"rows": rows, "row_size": depth}, 0), []
 
 
+def _cmsis_movement(op: AotOp) -> AotOp:
+    """PAD as cmsis_nn/pad.cc calls arm_pad_s8 (rank up to 4, padded to 4 in front); TRANSPOSE as
+    transpose.cc calls arm_transpose_s8 (which reads 4 dimensions: rank 4 only, else the reference)."""
+    p, dims = op.params, op.operands["input"].dims
+    if op.kind == "transpose":
+        if len(dims) != 4:
+            return op
+        return _as_cmsis(op, "transpose", {"input": _dims(*dims), "output": _dims(*op.operands["output"].dims),
+                                           "perm": [p[f"perm[{k}]"] for k in range(4)]}, 0)
+    rank = len(dims)
+    if rank > 4:
+        return op
+    def four(values, fill):
+        return _dims(*([fill] * (4 - rank) + list(values)))
+    return _as_cmsis(op, "pad", {"input": four(dims, 1), "pre": four([p[f"left_padding[{k}]"] for k in range(rank)], 0),
+                                 "post": four([p[f"right_padding[{k}]"] for k in range(rank)], 0)}, 0)
+
+
 def _as_cmsis(op: AotOp, kind: str, structs: dict, scratch: int) -> AotOp:
     return AotOp(op.index, op.name, "cmsis_" + kind, op.operands, op.params, op.per_channel,
                  CMSIS_FUNCTIONS[kind], structs, scratch)
 
 
-def _cmsis_fc(ir: ModelIR, op: AotOp) -> tuple[AotOp, list[Constant]]:
+def _cmsis_fc(ir: ModelIR, op: AotOp, path: str) -> tuple[AotOp, list[Constant]]:
     """cmsis_nn/fully_connected.cc: a 1x1 convolution where the output has more than 2 dimensions and the
     depth is a multiple of 4 (per-tensor multipliers repeated per channel, here as constants), else
     arm_fully_connected_wrapper_s8."""
@@ -430,4 +442,6 @@ def _cmsis_fc(ir: ModelIR, op: AotOp) -> tuple[AotOp, list[Constant]]:
               "output_offset": p["output_offset"], **act}
     quant = {"per_channel": op.kind == "fc_per_channel", "multiplier": p.get("output_multiplier", 0),
              "shift": p.get("output_shift", 0)}
-    return _as_cmsis(op, "fc", {"params": params, "quant": quant, **dims}, 0), []
+    # MVE: the kernel sums in the scratch, computed before each call as TFLM's wrapper does (arm_vector_sum_s8)
+    return _as_cmsis(op, "fc", {"params": params, "quant": quant, **dims, "vector_sum": path == "mve"},
+                     cmsis_sizes.fully_connected(path, dims["filter"])), []
