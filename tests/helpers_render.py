@@ -111,16 +111,19 @@ def make_ir(kind: str = "fc", source: str | None = None, model: bytes | None = N
 # A board of the user's own (--boards-dir), on another QEMU machine than the built-in mps2_an386: TI's
 # Stellaris LM3S6965 evaluation board, Cortex-M3, 256 KB flash at 0, 64 KB SRAM at 0x20000000
 # (QEMU hw/arm/stellaris.c). Its linker script, PlatformIO board and qemu command come from [qemu].
-LM3S6965EVB_TOML = """\
-name = "lm3s6965evb"
-description = "TI Stellaris LM3S6965 EVB (Cortex-M3) emulated by QEMU lm3s6965evb"
-core = "cortex-m3"
+def emulated_board_toml(name: str, description: str, core: str, machine: str, cpu_mhz: int, flash: int,
+                        ram: int, kernels: str = "reference") -> str:
+    """A board file for a QEMU machine, as a user writes one: code at 0, data at 0x20000000."""
+    return f"""\
+name = "{name}"
+description = "{description}"
+core = "{core}"
 arch = "arm"
-cpu_mhz = 50
-flash_bytes = 262144
-ram_bytes = 65536
+cpu_mhz = {cpu_mhz}
+flash_bytes = {flash}
+ram_bytes = {ram}
 psram_bytes = 0
-kernels = "reference"
+kernels = "{kernels}"
 arena_placement = "internal"
 
 [platformio]
@@ -129,17 +132,22 @@ board = ""
 framework = ""
 
 [qemu]
-machine = "lm3s6965evb"
-cpu = "cortex-m3"
+machine = "{machine}"
+cpu = "{core.removesuffix('f')}"
 
 [qemu.flash]
 origin = 0x00000000
-length = 0x00040000
+length = {flash:#010x}
 
 [qemu.ram]
 origin = 0x20000000
-length = 0x00010000
+length = {ram:#010x}
 """
+
+
+LM3S6965EVB_TOML = emulated_board_toml(
+    "lm3s6965evb", "TI Stellaris LM3S6965 EVB (Cortex-M3) emulated by QEMU lm3s6965evb", "cortex-m3", "lm3s6965evb",
+    50, 262144, 65536)
 HAND_WRITTEN_BOARDS = {"lm3s6965evb": LM3S6965EVB_TOML}
 
 

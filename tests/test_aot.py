@@ -15,6 +15,7 @@ import pytest
 import needs
 from codegen.project import prepare
 from conftest import model, run_tfgen
+from helpers_render import emulated_board_toml
 
 
 # --- TFLM's arithmetic ----------------------------------------------------------------------------
@@ -157,35 +158,8 @@ def _int8_model(tf, model, shape, path, seed):
     return {o["name"] for o in json.loads(run_tfgen("inspect", path, "--json", "--no-arena").stdout)["ops"]}
 
 
-M55_BOARD = """\
-name = "mps3_an547"
-description = "Arm MPS3 AN547 (Cortex-M55, Helium) emulated by QEMU mps3-an547"
-core = "cortex-m55"
-arch = "arm"
-cpu_mhz = 32
-flash_bytes = 524288
-ram_bytes = 524288
-psram_bytes = 0
-kernels = "cmsis-nn"
-arena_placement = "internal"
-
-[platformio]
-platform = "ststm32"
-board = ""
-framework = ""
-
-[qemu]
-machine = "mps3-an547"
-cpu = "cortex-m55"
-
-[qemu.flash]
-origin = 0x00000000
-length = 0x00080000
-
-[qemu.ram]
-origin = 0x20000000
-length = 0x00080000
-"""
+M55_BOARD = emulated_board_toml("mps3_an547", "Arm MPS3 AN547 (Cortex-M55, Helium) emulated by QEMU mps3-an547",
+                                "cortex-m55", "mps3-an547", 32, 524288, 524288, "cmsis-nn")
 
 
 def _m55_boards(tmp_path):

@@ -12,45 +12,19 @@ import pytest
 import needs
 from codegen.project import boards, targets
 from conftest import model, run_tfgen
+from helpers_render import emulated_board_toml
 
 # A second emulated board, as a user would add one: QEMU's mps2-an500, a Cortex-M7 (double-precision
 # FPU), with the same memory map as the AN386 (QEMU hw/arm/mps2.c).
-M7_BOARD = """\
-name = "mps2_an500"
-description = "Arm MPS2 AN500 (Cortex-M7) emulated by QEMU mps2-an500"
-core = "cortex-m7"
-arch = "arm"
-cpu_mhz = 25
-flash_bytes = 4194304
-ram_bytes = 2097152
-psram_bytes = 0
-kernels = "{kernels}"
-arena_placement = "internal"
-
-[platformio]
-platform = "ststm32"
-board = ""
-framework = ""
-
-[qemu]
-machine = "mps2-an500"
-cpu = "cortex-m7"
-
-[qemu.flash]
-origin = 0x00000000
-length = 0x00400000
-
-[qemu.ram]
-origin = 0x20000000
-length = 0x00200000
-"""
+M7_BOARD = emulated_board_toml("mps2_an500", "Arm MPS2 AN500 (Cortex-M7) emulated by QEMU mps2-an500", "cortex-m7",
+                               "mps2-an500", 25, 4194304, 2097152, "cmsis-nn")
 
 
 @pytest.fixture
 def m7_boards(tmp_path):
     folder = tmp_path / "boards"
     folder.mkdir()
-    (folder / "mps2_an500.toml").write_text(M7_BOARD.format(kernels="cmsis-nn"))
+    (folder / "mps2_an500.toml").write_text(M7_BOARD)
     return folder
 
 
