@@ -57,8 +57,15 @@ class BoardTarget:
 
 
 def raw_image(build: builder.Target, elf: Path) -> Path:
-    """``elf`` as the raw binary beside it (objcopy -O binary: its loadable sections from the lowest address)."""
-    out = elf.with_suffix(".bin")
+    """``elf`` as the raw binary beside it (objcopy -O binary: its loadable sections from the lowest
+    address); an image that is no ELF file (PlatformIO's firmware.bin) is that already."""
+    try:
+        with open(elf, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return elf
+    except OSError:
+        return elf                          # QEMU says what is wrong with it
+    out = elf.with_suffix(".qemu.bin")      # beside it, not over a firmware.bin of PlatformIO's
     objcopy = build.cxx.removesuffix("g++") + "objcopy"
     proc.run([objcopy, "-O", "binary", elf, out], what=f"{objcopy} (the raw image for QEMU)", timeout=120)
     return out
