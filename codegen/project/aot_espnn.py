@@ -89,11 +89,12 @@ def _conv_scratch(kind: str, chip: str, s: dict) -> int:
     if chip != "esp32s3":
         return 0
     i, f, out = s["input"], s["filter"], s["output"]
-    args = (i["width"], i["height"], i["channels"], f["width"], f["height"], out["width"], out["height"],
-            out["channels"], *s["padding"], *s["stride"])
+    (pad_wd, pad_ht), (stride_wd, stride_ht) = s["padding"], s["stride"]
     if kind == "conv":
-        return conv_scratch_s3(*args)
-    return depthwise_scratch_s3(*args[:5], s["ch_mult"], *args[5:7], *args[8:])
+        return conv_scratch_s3(i["width"], i["height"], i["channels"], f["width"], f["height"], out["width"],
+                               out["height"], out["channels"], pad_wd, pad_ht, stride_wd, stride_ht)
+    return depthwise_scratch_s3(i["width"], i["height"], i["channels"], f["width"], f["height"], s["ch_mult"],
+                                out["width"], out["height"], pad_wd, pad_ht, stride_wd, stride_ht)
 
 
 def conv_scratch_s3(input_wd: int, input_ht: int, in_ch: int, filter_wd: int, filter_ht: int, out_wd: int,

@@ -339,13 +339,12 @@ def _aot_kernels(ir: ModelIR, board: Board, kind: str, tree: TflmTree | None,
         raise TfgenError("--runtime aot compiles TFLM's kernel functions and headers, and there is no TFLM tree",
                          "pass --tflm-dir DIR, set TFGEN_TFLM_DIR, or let tfgen download the pinned release")
     rest = tuple(aot_mod.TFLM_SOURCES) + tuple(tree.headers() + tree.licenses())
-    op_names = [u.name for u in ir.ops]
     if espnn is not None and board.kernels == "esp-nn":
         return KernelChoice("esp-nn", rest, tuple((dest, str(src)) for dest, src in espnn.files()), (),
                             esp_nn.defines(board.chip), INCLUDE_DIRS + esp_nn.INCLUDE_DIRS, espnn.version)
     if cmsis is None or board.kernels != "cmsis-nn" or kind == "espidf":
         return KernelChoice("reference", rest)
-    sel = cmsis.select(tree.sources_for_ops(op_names))
+    sel = cmsis.select(tree.sources_for_ops([u.name for u in ir.ops]))
     library = tuple((dest, str(src)) for dest, src in sel.files if not dest.startswith(cmsis_nn.WRAPPERS_DIR))
     return KernelChoice("cmsis-nn", rest, library, (), cmsis_nn.DEFINES,
                         INCLUDE_DIRS + cmsis_nn.INCLUDE_DIRS, cmsis.version)
